@@ -1,0 +1,3 @@
+"""newapi-operator data plane: the OpenAI-compatible gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Provider translation: one module per (client format, upstream format) pair."""

@@ -1,0 +1,65 @@
+"""The ``newapi`` command: one entry point for every process of the product."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _not_implemented(issue: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        print(f"newapi {args.command}: not implemented yet ({issue})", file=sys.stderr)
+        return 2
+
+    return handler
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from .crdgen import write_crds
+
+    changed = write_crds(args.out_dir, check=args.check)
+    if args.check and changed:
+        print(f"newapi crds: {args.out_dir} is out of date: {', '.join(changed)}; run `newapi crds`", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="newapi", description="newapi-operator: LLM reseller gateway on Kubernetes.")
+    parser.add_argument("--version", action="version", version=f"newapi-operator {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("crds", help="generate the CustomResourceDefinitions from the API models")
+    p.add_argument("--out-dir", default="crds", help="directory to write the CRD YAML files to (default: crds)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files differ")
+    p.set_defaults(func=_crds)
+
+    stubs = {
+        "apiserver": ("serve the local Kubernetes API server with the CRDs registered", "issue #3"),
+        "operator": ("run the operator (Kopf) against the current kubeconfig", "issue #6"),
+        "gateway": ("run the gateway data plane", "issue #4"),
+        "dev": ("run the whole product locally: API server, operator, gateway, demo upstream", "issue #8"),
+        "compliance-check": ("run the compliance smoke test against a live stack", "issue #7"),
+    }
+    for name, (help_text, issue) in stubs.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=_not_implemented(issue))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.func is not None and args.command == "crds":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
