@@ -1,0 +1,62 @@
+"""The distribution's shape: import names, the package list, the console script."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = {"newapi_operator": "operator", "newapi_gateway": "gateway"}
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_every_package_folder_is_listed_in_pyproject() -> None:
+    setuptools = _pyproject()["tool"]["setuptools"]
+    assert setuptools["package-dir"] == FOLDERS
+    listed = set(setuptools["packages"])
+    found = set()
+    for name, folder in FOLDERS.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join((name, *rel.parts)) if rel.parts else name)
+    assert found - listed == set(), "add these packages to [tool.setuptools] packages in pyproject.toml"
+    assert listed - found == set(), "pyproject.toml lists packages that do not exist"
+
+
+PROBE = "import operator, newapi_operator\nprint(operator.__file__)\nprint(newapi_operator.__file__)"
+
+
+def test_no_package_shadows_the_standard_library() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    assert "site-packages" not in out[0], out
+    assert out[0].endswith("operator.py"), out
+    assert Path(out[1]).parent.name in {"operator", "newapi_operator"}
+
+
+def test_console_script_lists_every_subcommand(newapi_bin: str) -> None:
+    out = subprocess.run([newapi_bin, "--help"], capture_output=True, text=True, check=True).stdout
+    for sub in ("crds", "apiserver", "operator", "gateway", "dev", "compliance-check"):
+        assert sub in out
+
+
+def test_constraints_pin_every_dependency() -> None:
+    pins = {
+        line.split("==")[0].strip().lower().replace("_", "-")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    }
+    project = _pyproject()["project"]
+    reqs = list(project["dependencies"]) + list(project["optional-dependencies"]["test"])
+    for req in reqs:
+        name = req.split(";")[0]
+        for sep in ("==", ">=", "<", "[", " "):
+            name = name.split(sep)[0]
+        assert name.strip().lower().replace("_", "-") in pins, f"{name} is not pinned in constraints.txt"
