@@ -10,7 +10,8 @@ venv=${NEWAPI_VENV:-"$root/.venv"}
 python=${PYTHON:-python3}
 
 need_apt=()
-command -v kubectl >/dev/null 2>&1 || true   # optional: conformance checks with kubectl run only when present
+# kubectl (with its built-in kustomize) builds config/ in the tests and drives the local API server.
+if ! command -v kubectl >/dev/null 2>&1; then need_apt+=(kubectl); fi
 if ! command -v redis-server >/dev/null 2>&1; then need_apt+=(redis-server); fi
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)

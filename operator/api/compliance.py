@@ -262,15 +262,14 @@ def check_binding(
                     f"(vllm) channels, not by a {ch.type} channel; remove {tier!r} from spec.tiers",
                     rule="free-tier-in-cluster",
                 ))
+    by_name = dict(channels)
     for tier_name in sorted(free):
-        tier = instance.tiers[tier_name]
-        by_name = dict(channels)
-        for ch_name in tier.allowed_channels:
-            ch = by_name.get(ch_name)
-            if ch is not None and ch.type != "vllm":
+        for ch_name in instance.tiers[tier_name].allowed_channels:
+            listed = by_name.get(ch_name)
+            if listed is not None and listed.type != "vllm":
                 out.append(Violation(
                     f"spec.tiers.{tier_name}.allowedChannels",
-                    f"free tier {tier_name!r} lists {ch.type} channel {ch_name!r}; free tiers may only "
+                    f"free tier {tier_name!r} lists {listed.type} channel {ch_name!r}; free tiers may only "
                     "use in-cluster (vllm) channels",
                     rule="free-tier-in-cluster",
                 ))

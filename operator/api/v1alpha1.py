@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "newapi.openova.io"
 VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+API_VERSION: Final = "newapi.openova.io/v1alpha1"
+assert f"{GROUP}/{VERSION}" == API_VERSION
 
 #: Regions blocked on commercial-provider channels unless relaxed with a justification.
 DEFAULT_SANCTIONED_REGIONS: tuple[str, ...] = ("IR", "KP", "SY", "CU", "RU-occupied-UA")
@@ -138,11 +139,15 @@ class ValkeySpec(ApiModel):
 
 
 class KeycloakSpec(ApiModel):
+    """OIDC settings of the admin UI when ``mode`` is keycloak."""
+
     issuer: str | None = Field(default=None, description="OIDC issuer URL of the ops realm.")
     client_id: str = Field(default="newapi-admin", description="OIDC client id of the admin UI.")
 
 
 class AdminUISpec(ApiModel):
+    """How ops staff sign in to the admin UI on ``ingress.adminHost``."""
+
     mode: Literal["keycloak", "masterKey"] = Field(
         default="keycloak",
         description="keycloak = OIDC via the ops realm; masterKey = static token (dev/bootstrap only).",
@@ -151,6 +156,8 @@ class AdminUISpec(ApiModel):
 
 
 class CustomerAPISpec(ApiModel):
+    """How customer API keys are issued."""
+
     key_issuer: Literal["catalyst", "self-serve"] = Field(
         default="catalyst",
         description="catalyst = keys are issued by the portal through the admin API (CustomerKey CRs).",
@@ -158,6 +165,8 @@ class CustomerAPISpec(ApiModel):
 
 
 class AuthSpec(ApiModel):
+    """Authentication of ops staff (admin UI) and of customers (API keys)."""
+
     admin_ui: AdminUISpec = Field(default_factory=AdminUISpec, alias="adminUI")
     customer_api: CustomerAPISpec = Field(default_factory=CustomerAPISpec, alias="customerAPI")
 
@@ -192,6 +201,8 @@ class TierSpec(ApiModel):
 
 
 class SanctionedRegionsSpec(ApiModel):
+    """Regions whose requests are refused; the defaults are a compliance baseline."""
+
     block: list[str] = Field(
         default_factory=lambda: list(DEFAULT_SANCTIONED_REGIONS),
         description=(
@@ -228,6 +239,8 @@ class GeoSpec(ApiModel):
 
 
 class AupSpec(ApiModel):
+    """Which acceptable-use policy the gateway enforces before forwarding a request."""
+
     enforcement: Literal["provider-strictest", "per-channel", "off"] = Field(
         default="provider-strictest",
         description=(
@@ -238,6 +251,8 @@ class AupSpec(ApiModel):
 
 
 class AuditSpec(ApiModel):
+    """The per-request audit log."""
+
     enabled: bool = Field(default=True, description="One audit row per request.")
     retention_days: int = Field(default=730, ge=1, le=36500, description="Days audit rows are kept.")
     log_prompt_content: bool = Field(
@@ -247,6 +262,8 @@ class AuditSpec(ApiModel):
 
 
 class ByokSpec(ApiModel):
+    """Whether customers may bring their own provider keys (byok-passthrough channels)."""
+
     scope: Literal["request-scoped", "never"] = Field(
         default="request-scoped",
         description="request-scoped = customer keys pass through per request, never stored; never = off.",
@@ -254,6 +271,8 @@ class ByokSpec(ApiModel):
 
 
 class ResellerSpec(ApiModel):
+    """Reseller disclosure towards customers."""
+
     disclosure_required: bool = Field(
         default=True, description="Publish /legal/llm-providers listing the resold providers."
     )
@@ -261,16 +280,22 @@ class ResellerSpec(ApiModel):
 
 
 class SecretStoreRef(ApiModel):
+    """The External Secrets store holding the admin token."""
+
     kind: Literal["SecretStore", "ClusterSecretStore"] = "ClusterSecretStore"
     name: str = "vault-region1"
 
 
 class RemoteRef(ApiModel):
+    """Where the admin token lives in the secret store."""
+
     key: str = Field(default="", description="Path in the secret store, e.g. sovereign/<fqdn>/newapi/admin-token.")
     property: str = "ADMIN_API_TOKEN"
 
 
 class ExternalSecretSpec(ApiModel):
+    """The ExternalSecret that provisions the portal's admin token."""
+
     enabled: bool = True
     refresh_interval: str = "1h"
     secret_store_ref: SecretStoreRef = Field(default_factory=SecretStoreRef)
@@ -281,6 +306,8 @@ class ExternalSecretSpec(ApiModel):
 
 
 class CatalystIntegrationSpec(ApiModel):
+    """Integration with the Catalyst portal (signup hook, admin token)."""
+
     enabled: bool = Field(default=True, description="Provision the admin token for the portal's signup hook.")
     external_secret: ExternalSecretSpec = Field(default_factory=ExternalSecretSpec)
 
@@ -308,11 +335,15 @@ class NewAPIInstanceSpec(ApiModel):
 
 
 class ExcludedChannel(ApiModel):
+    """A Channel of the namespace that is not routed to, and why."""
+
     name: str
     reason: str
 
 
 class NewAPIInstanceStatus(ApiModel):
+    """What the operator observed and rendered for the instance."""
+
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
     bound_channels: list[str] = Field(default_factory=list)
@@ -328,6 +359,8 @@ class NewAPIInstanceStatus(ApiModel):
 
 
 class ModelPrice(ApiModel):
+    """Prices of one model in integer micro-credits per 1M tokens."""
+
     input_per_million: MicroCredits = Field(description="Micro-credits per 1M input tokens.")
     output_per_million: MicroCredits = Field(description="Micro-credits per 1M output tokens.")
 
@@ -341,6 +374,8 @@ class PricingSpec(ApiModel):
 
 
 class TimeoutsSpec(ApiModel):
+    """Upstream timeouts."""
+
     connect_ms: int = Field(default=5000, ge=1, description="Upstream connect timeout (ms).")
     read_ms: int = Field(
         default=300000, ge=1, description="Upstream read timeout (ms): first byte and between chunks."
@@ -409,6 +444,8 @@ class ChannelSpec(ApiModel):
 
 
 class ChannelStatus(ApiModel):
+    """Whether the channel is attested and valid, and what it serves."""
+
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
     attested: bool | None = None
@@ -421,16 +458,22 @@ class ChannelStatus(ApiModel):
 
 
 class CustomerSpec(ApiModel):
+    """The portal customer owning the key."""
+
     external_id: str = Field(min_length=1, description="The portal's user UUID (1:1 with a customer).")
     display_name: str | None = None
 
 
 class SpendingCapSpec(ApiModel):
+    """Spending limits in micro-credits; absent = no cap."""
+
     daily: MicroCredits | None = Field(default=None, description="Micro-credits per UTC day.")
     monthly: MicroCredits | None = Field(default=None, description="Micro-credits per calendar month.")
 
 
 class RateLimitSpec(ApiModel):
+    """Per-key rate limits; absent = the tier's defaults."""
+
     rpm: int | None = Field(default=None, ge=1, description="Requests per minute.")
     tpm: int | None = Field(default=None, ge=1, description="Tokens per minute.")
 
@@ -453,6 +496,8 @@ class CustomerKeySpec(ApiModel):
 
 
 class UsageSnapshot(ApiModel):
+    """Balance and usage as last read from the gateway (money in micro-credits)."""
+
     balance: int | None = Field(default=None, json_schema_extra={"format": "int64"})
     spent_today: int | None = Field(default=None, json_schema_extra={"format": "int64"})
     spent_this_month: int | None = Field(default=None, json_schema_extra={"format": "int64"})
@@ -461,6 +506,8 @@ class UsageSnapshot(ApiModel):
 
 
 class CustomerKeyStatus(ApiModel):
+    """The live key (prefix only, never the key) and its usage."""
+
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
     secret_name: str | None = None
