@@ -21,6 +21,7 @@ def test_every_package_folder_is_listed_in_pyproject() -> None:
     listed = set(setuptools["packages"])
     found = set()
     for name, folder in FOLDERS.items():
+        found.add(name)  # newapi_operator is a namespace package: its folder has no __init__.py
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT / folder)
             found.add(".".join((name, *rel.parts)) if rel.parts else name)
@@ -28,7 +29,14 @@ def test_every_package_folder_is_listed_in_pyproject() -> None:
     assert listed - found == set(), "pyproject.toml lists packages that do not exist"
 
 
-PROBE = "import operator, newapi_operator\nprint(operator.__file__)\nprint(newapi_operator.__file__)"
+PROBE = "import operator, newapi_operator\nprint(operator.__file__)\nprint(list(newapi_operator.__path__)[0])"
+
+
+def test_operator_folder_is_not_a_regular_package() -> None:
+    assert not (ROOT / "operator" / "__init__.py").exists(), (
+        "operator/__init__.py would make the folder shadow the standard library's operator module "
+        "whenever Python runs from the repository root; keep newapi_operator a namespace package"
+    )
 
 
 def test_no_package_shadows_the_standard_library() -> None:
@@ -38,7 +46,7 @@ def test_no_package_shadows_the_standard_library() -> None:
     ).stdout.splitlines()
     assert "site-packages" not in out[0], out
     assert out[0].endswith("operator.py"), out
-    assert Path(out[1]).parent.name in {"operator", "newapi_operator"}
+    assert Path(out[1]).name in {"operator", "newapi_operator"}, out
 
 
 def test_console_script_lists_every_subcommand(newapi_bin: str) -> None:
