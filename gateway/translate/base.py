@@ -15,10 +15,15 @@ Operations (what the client called):
 
 A translator that cannot serve an operation raises :class:`UnsupportedOperation` from
 ``request`` (the gateway answers 400 in the client's error format and tries no other upstream).
+
+Upstream URLs: ``UpstreamRequest.path`` is joined to the channel endpoint with :func:`join_url`, which
+drops a duplicated ``/v1`` (an Anthropic endpoint written ``https://api.anthropic.com/v1`` and the path
+``/v1/messages`` give ``https://api.anthropic.com/v1/messages``, as does ``https://api.anthropic.com``).
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,6 +31,20 @@ from typing import Any, Literal
 ClientFormat = Literal["openai", "anthropic"]
 UpstreamFormat = Literal["openai", "anthropic"]
 Operation = Literal["chat", "completions", "embeddings", "messages"]
+
+
+def join_url(endpoint: str, path: str) -> str:
+    """The upstream URL for ``path`` (from :class:`UpstreamRequest`) on a channel ``endpoint`` (base URL).
+
+    Trailing slashes of the endpoint are ignored, and when the endpoint already ends with ``/v1`` and the
+    path starts with ``/v1/``, the path's ``/v1`` is dropped: ``https://api.anthropic.com`` and
+    ``https://api.anthropic.com/v1`` both give ``.../v1/messages``. OpenAI-format paths carry no ``/v1``
+    (the endpoint has it, e.g. ``http://vllm:8000/v1`` + ``/chat/completions``).
+    """
+    base = endpoint.rstrip("/")
+    if path.startswith("/v1/") and base.endswith("/v1"):
+        path = path[3:]
+    return base + path
 
 
 class UnsupportedOperation(Exception):
@@ -43,13 +62,28 @@ class TranslationError(Exception):
         self.param = param
 
 
+class UpstreamResponseError(Exception):
+    """A successful (2xx) upstream response that cannot be understood (not JSON, wrong shape).
+
+    A fault of the upstream, not of the client: the gateway answers 502 and may count a channel failure.
+    """
+
+
 @dataclass
 class Usage:
-    """Token usage of one request. ``reported`` is False when the upstream gave no usage."""
+    """Token usage of one request. ``reported`` is False when the upstream gave no usage.
+
+    ``input_tokens`` is the whole prompt, cached parts included; ``cache_read_tokens`` (prompt tokens
+    served from the provider's prompt cache: OpenAI ``prompt_tokens_details.cached_tokens``, Anthropic
+    ``cache_read_input_tokens``) and ``cache_write_tokens`` (Anthropic ``cache_creation_input_tokens``)
+    are the parts of ``input_tokens`` a price list may treat differently.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     reported: bool = False
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -78,6 +112,15 @@ class ClientResponse:
     usage: Usage
 
 
+@dataclass
+class RawClientResponse:
+    """A complete (non-stream) response for the client as encoded JSON bytes (see ``response_bytes``)."""
+
+    status: int
+    body: bytes
+    usage: Usage
+
+
 class StreamTranslator(ABC):
     """Translates one upstream SSE stream into the client's SSE stream, chunk by chunk.
 
@@ -85,9 +128,19 @@ class StreamTranslator(ABC):
     or packed into chunks) and returns the client bytes that are ready (possibly ``b""``).
     ``finish`` is called once when the upstream closes and returns the final bytes (e.g. OpenAI's
     ``data: [DONE]``). ``usage`` holds the usage known so far (updated as events arrive).
+
+    ``upstream_error`` is set when the upstream stream carried an error (an Anthropic ``error`` event, an
+    OpenAI/vLLM ``{"error": ...}`` chunk, or a stream that ended before its end marker): the client status
+    and client-format body it maps to, as ``Translator.error`` would return them. The translator has also
+    written that error into its output in the client's stream format. If the gateway has written nothing
+    to the client yet, it may discard the output and fail over (see ``errors.is_failover_status``) or
+    answer with this status and body as a plain JSON error. Translators that re-frame the stream (not the
+    pass-through ones) hold back their first bytes until the upstream's first content, so an error event
+    right after the upstream's preamble still finds the client stream untouched.
     """
 
     usage: Usage
+    upstream_error: tuple[int, dict[str, Any]] | None = None
 
     @abstractmethod
     def feed(self, data: bytes) -> bytes: ...
@@ -113,10 +166,35 @@ class Translator(ABC):
     def response(self, operation: Operation, status: int, body: dict[str, Any]) -> ClientResponse:
         """A successful (2xx) upstream JSON body -> the client's body and usage."""
 
+    def response_bytes(self, operation: Operation, status: int, raw: bytes) -> RawClientResponse:
+        """Like ``response`` but from and to encoded JSON: the gateway's fast path for non-stream bodies.
+
+        Pass-through translators return ``raw`` itself (no decode, no re-encode) and read the usage
+        cheaply. Raises :class:`UpstreamResponseError` when ``raw`` is not a JSON object.
+        """
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise UpstreamResponseError(f"upstream sent a non-JSON {status} response: {exc}") from None
+        if not isinstance(body, dict):
+            raise UpstreamResponseError(f"upstream sent a {status} response that is not a JSON object")
+        client = self.response(operation, status, body)
+        encoded = json.dumps(client.body, ensure_ascii=False, separators=(",", ":")).encode()
+        return RawClientResponse(client.status, encoded, client.usage)
+
     @abstractmethod
     def error(self, status: int, body: dict[str, Any] | None, text: str = "") -> tuple[int, dict[str, Any]]:
-        """An upstream error (status, parsed JSON or None plus raw text) -> client status and error body."""
+        """An upstream error (status, parsed JSON or None plus raw text) -> client status and error body.
+
+        Statuses follow one policy for every pair (``errors.client_status``): upstream 4xx keep their
+        status (408 becomes 504), 429 stays 429, 503/529 (overloaded) become 503 for OpenAI clients and 529
+        for Anthropic clients, 504 stays 504, any other 5xx (or non-2xx oddity) becomes 502.
+        """
 
     @abstractmethod
     def stream(self, operation: Operation, request_body: dict[str, Any]) -> StreamTranslator:
-        """A new stream translator for one streaming response to ``request_body``."""
+        """A new stream translator for one streaming response to ``request_body``.
+
+        ``request_body`` is the CLIENT's request body (the one given to ``request``, which never mutates
+        it): the translator reads what the client asked for, e.g. ``stream_options.include_usage``.
+        """
