@@ -29,6 +29,12 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    from newapi_gateway.main import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="newapi", description="newapi-operator: LLM reseller gateway on Kubernetes.")
     parser.add_argument("--version", action="version", version=f"newapi-operator {__version__}")
@@ -39,10 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files differ")
     p.set_defaults(func=_crds)
 
+    p = sub.add_parser("gateway", help="run the gateway data plane (OpenAI/Anthropic-compatible API)")
+    from newapi_gateway.options import add_arguments as add_gateway_arguments
+
+    add_gateway_arguments(p)
+    p.set_defaults(func=_gateway)
+
     stubs = {
         "apiserver": ("serve the local Kubernetes API server with the CRDs registered", "issue #3"),
         "operator": ("run the operator (Kopf) against the current kubeconfig", "issue #6"),
-        "gateway": ("run the gateway data plane", "issue #4"),
         "dev": ("run the whole product locally: API server, operator, gateway, demo upstream", "issue #8"),
         "compliance-check": ("run the compliance smoke test against a live stack", "issue #7"),
     }
@@ -54,9 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.func is not None and args.command == "crds":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parser.parse_args(argv)
     result: int = args.func(args)
     return result
 
