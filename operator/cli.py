@@ -35,6 +35,12 @@ def _gateway(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _apiserver(args: argparse.Namespace) -> int:
+    from .apiserver.command import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="newapi", description="newapi-operator: LLM reseller gateway on Kubernetes.")
     parser.add_argument("--version", action="version", version=f"newapi-operator {__version__}")
@@ -51,8 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_gateway_arguments(p)
     p.set_defaults(func=_gateway)
 
+    p = sub.add_parser("apiserver", help="serve the local Kubernetes API server with the CRDs registered")
+    from .apiserver.command import add_arguments as add_apiserver_arguments
+
+    add_apiserver_arguments(p)
+    p.set_defaults(func=_apiserver)
+
     stubs = {
-        "apiserver": ("serve the local Kubernetes API server with the CRDs registered", "issue #3"),
         "operator": ("run the operator (Kopf) against the current kubeconfig", "issue #6"),
         "dev": ("run the whole product locally: API server, operator, gateway, demo upstream", "issue #8"),
         "compliance-check": ("run the compliance smoke test against a live stack", "issue #7"),
