@@ -18,3 +18,15 @@ def newapi_bin() -> str:
     if not Path(NEWAPI).exists():
         pytest.fail(f"the newapi console script is not installed next to {sys.executable}; pip install the project")
     return NEWAPI
+
+
+# Throwaway PostgreSQL and Redis servers (tests/services.py): postgres_server, pg_dsn, redis_server,
+# redis_url, and postgres_factory/redis_factory for tests that stop and restart their own servers.
+from tests.services import (  # noqa: E402, F401
+    pg_dsn,
+    postgres_factory,
+    postgres_server,
+    redis_factory,
+    redis_server,
+    redis_url,
+)

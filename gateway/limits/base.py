@@ -1,0 +1,251 @@
+"""The limiter interface and its result, shared by the Redis and the in-process implementation.
+
+A key has up to three admission limits, checked and consumed together (all pass or nothing is
+counted):
+
+- ``rpm``: requests per minute, GCRA (a token bucket of ``rpm`` requests refilled evenly over
+  60 s: a full minute's burst is allowed, then one request every 60/rpm s);
+- ``tpm``: tokens per minute, the same GCRA counting the request's token estimate (prompt
+  estimate + max output tokens, as OpenAI counts it at admission);
+- ``daily_quota``: requests per key per UTC day (the tier's quota; seed: Free 10, Pro 1,000,
+  Enterprise unlimited).
+
+A :class:`LimitDecision` carries what the HTTP layer needs for a 429: ``Retry-After`` and OpenAI's
+``x-ratelimit-*`` headers (:meth:`LimitDecision.headers`).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal
+
+PERIOD_MS = 60_000
+DAY_MS = 86_400_000
+
+Reason = Literal["ok", "rpm", "tpm", "quota", "too_large"]
+
+#: The seed's sample tiers (requests per key per UTC day; None = unlimited).
+SAMPLE_DAILY_QUOTAS: dict[str, int | None] = {"free": 10, "pro": 1_000, "enterprise": None}
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSpec:
+    """A key's limits; ``None`` = unlimited."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    daily_quota: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}: must be >= 1 or None (unlimited), got {value}")
+        if self.daily_quota is not None and self.daily_quota < 0:
+            raise ValueError(f"daily_quota: must be >= 0 or None (unlimited), got {self.daily_quota}")
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rpm is None and self.tpm is None and self.daily_quota is None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitDecision:
+    """Outcome of one admission check. Times are seconds (floats); ``None`` = limit not set.
+
+    ``remaining_*`` are after this request when allowed, before it when refused. ``reset_*`` is
+    the time until that limit is back to its initial (full) state, as OpenAI defines it.
+    ``retry_after`` is set on refusals that waiting can fix; a request larger than the key's
+    whole TPM (``too_large``) can never pass and has none.
+    """
+
+    allowed: bool
+    reason: Reason
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens: float | None = None
+    daily_quota: int | None = None
+    remaining_quota: int | None = None
+    reset_quota: float | None = None
+    retry_after: float | None = None
+
+    def headers(self) -> dict[str, str]:
+        """OpenAI's rate-limit headers (for every response) plus ``Retry-After`` on a retryable 429."""
+        out: dict[str, str] = {}
+        if self.limit_requests is not None:
+            out["x-ratelimit-limit-requests"] = str(self.limit_requests)
+            out["x-ratelimit-remaining-requests"] = str(self.remaining_requests or 0)
+            out["x-ratelimit-reset-requests"] = format_duration(self.reset_requests or 0.0)
+        if self.limit_tokens is not None:
+            out["x-ratelimit-limit-tokens"] = str(self.limit_tokens)
+            out["x-ratelimit-remaining-tokens"] = str(self.remaining_tokens or 0)
+            out["x-ratelimit-reset-tokens"] = format_duration(self.reset_tokens or 0.0)
+        if not self.allowed and self.retry_after is not None:
+            out["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return out
+
+    def message(self) -> str:
+        """A client-presentable explanation of a refusal (for the OpenAI error body)."""
+        if self.reason == "rpm":
+            return f"Rate limit reached for requests per minute (limit {self.limit_requests}). " + self._retry()
+        if self.reason == "tpm":
+            return (
+                f"Rate limit reached for tokens per minute (limit {self.limit_tokens}, remaining "
+                f"{self.remaining_tokens}). " + self._retry()
+            )
+        if self.reason == "quota":
+            return f"Daily request quota of {self.daily_quota} reached; it resets at 00:00 UTC. " + self._retry()
+        if self.reason == "too_large":
+            return (
+                f"Request too large: its token estimate exceeds the key's limit of {self.limit_tokens} tokens "
+                "per minute. Reduce the prompt or max_tokens."
+            )
+        return "ok"
+
+    def _retry(self) -> str:
+        return f"Please try again in {format_duration(self.retry_after or 0.0)}."
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's reset format (Go duration style): ``12ms``, ``1s``, ``8.64s``, ``6m0s``, ``1h0m0s``."""
+    total_ms = max(0, math.ceil(seconds * 1000 - 1e-6))
+    if total_ms < 1000:
+        return f"{total_ms}ms" if total_ms else "0s"
+    hours, rest = divmod(total_ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    out = ""
+    if hours:
+        out += f"{hours}h"
+    if hours or minutes:
+        out += f"{minutes}m"
+    return f"{out}{secs}s"
+
+
+class Limiter(ABC):
+    """Per-key admission limits. Implementations: RedisLimiter (shared by every replica) and
+    LocalLimiter (embedded mode, one process). Same semantics, same results."""
+
+    @abstractmethod
+    async def check(self, key_id: int, spec: LimitSpec, tokens: int) -> LimitDecision:
+        """Admit one request of ``tokens`` estimated tokens, or refuse it; atomic across replicas.
+
+        Raises StoreUnavailable when the shared store is down (fail closed: 503).
+        """
+
+    @abstractmethod
+    async def peek(self, key_id: int, spec: LimitSpec) -> LimitDecision:
+        """The current state without counting a request (for ``GET /quota``)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+# --------------------------------------------------------------------------------------------
+# The algorithm, shared by LocalLimiter and (line by line) the Redis Lua script
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Gcra:
+    """One GCRA evaluation. ``remaining``/``reset_ms`` describe the state after the request when it
+    fits (``allowed``), else the state before it; ``before_*`` always describe the state before."""
+
+    allowed: bool
+    new_tat: float
+    remaining: int
+    reset_ms: float
+    retry_ms: float | None  # None: can never fit (cost > limit)
+    before_remaining: int
+    before_reset_ms: float
+
+
+def gcra(tat: float | None, now: float, limit: int, cost: int, period_ms: float = PERIOD_MS) -> Gcra:
+    """Generic cell rate algorithm for ``limit`` units per ``period_ms`` with a full-period burst.
+
+    ``tat`` is the stored theoretical arrival time (epoch ms; None = never used).
+    """
+    interval = period_ms / limit
+    base = now if tat is None or tat < now else tat
+    before_remaining = max(0, math.floor((period_ms - (base - now)) / interval + 1e-9))
+    before_reset = math.ceil(base - now)
+    new_tat = base + cost * interval
+    fill = new_tat - now
+    if fill <= period_ms:
+        remaining = math.floor((period_ms - fill) / interval + 1e-9)
+        return Gcra(True, new_tat, remaining, math.ceil(fill), 0, before_remaining, before_reset)
+    retry = None if cost > limit else math.ceil(fill - period_ms)
+    return Gcra(False, base, before_remaining, before_reset, retry, before_remaining, before_reset)
+
+
+def decide(
+    spec: LimitSpec,
+    now_ms: float,
+    req: Gcra | None,
+    tok: Gcra | None,
+    quota_used: int,
+    *,
+    consume: bool = True,
+) -> LimitDecision:
+    """Combine the three limits' evaluations into one decision (shared by both limiters).
+
+    With ``consume=False`` (peek; ``req``/``tok`` evaluated at cost 0) it reports the state now:
+    allowed when one more request would pass the request and quota limits.
+    """
+    quota_ok = spec.daily_quota is None or quota_used + 1 <= spec.daily_quota
+    quota_reset_ms = (math.floor(now_ms / DAY_MS) + 1) * DAY_MS - now_ms
+    failures: list[tuple[Reason, float | None]] = []
+    if not consume:
+        # Peek: req/tok were evaluated at cost 0; report exhaustion without a retry time.
+        if req is not None and req.remaining < 1:
+            failures.append(("rpm", 0.0))
+        if tok is not None and tok.remaining < 1:
+            failures.append(("tpm", 0.0))
+    elif req is not None and not req.allowed:
+        failures.append(("rpm", req.retry_ms))
+    if consume and tok is not None and not tok.allowed:
+        failures.append(("too_large" if tok.retry_ms is None else "tpm", tok.retry_ms))
+    if not quota_ok:
+        failures.append(("quota", quota_reset_ms))
+    allowed = not failures
+    reason: Reason = "ok"
+    retry: float | None = None
+    if failures:
+        if any(r is None for _, r in failures):
+            reason, retry = "too_large", None
+        else:
+            reason, retry = max(failures, key=lambda f: f[1] or 0.0)
+        if not consume:
+            retry = None
+    used_after = quota_used + (1 if allowed and consume else 0)
+    return LimitDecision(
+        allowed=allowed,
+        reason=reason,
+        limit_requests=spec.rpm,
+        remaining_requests=_remaining(req, allowed),
+        reset_requests=_reset(req, allowed),
+        limit_tokens=spec.tpm,
+        remaining_tokens=_remaining(tok, allowed),
+        reset_tokens=_reset(tok, allowed),
+        daily_quota=spec.daily_quota,
+        remaining_quota=max(0, spec.daily_quota - used_after) if spec.daily_quota is not None else None,
+        reset_quota=quota_reset_ms / 1000 if spec.daily_quota is not None else None,
+        retry_after=retry / 1000 if retry is not None else None,
+    )
+
+
+def _remaining(g: Gcra | None, admitted: bool) -> int | None:
+    if g is None:
+        return None
+    return g.remaining if admitted else g.before_remaining
+
+
+def _reset(g: Gcra | None, admitted: bool) -> float | None:
+    if g is None:
+        return None
+    return (g.reset_ms if admitted else g.before_reset_ms) / 1000
