@@ -18,8 +18,12 @@ load when present.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import gzip
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -44,6 +48,8 @@ from newapi_operator.api.v1alpha1 import (
 SCHEMA_VERSION = 1
 #: Key of the table inside the ``<instance>-routes`` ConfigMap.
 CONFIGMAP_KEY = "routes.json"
+#: Key of the gzip-compressed table in the ConfigMap's ``binaryData`` (used when the plain JSON is too large).
+CONFIGMAP_GZIP_KEY = CONFIGMAP_KEY + ".gz"
 #: A ConfigMap holds at most 1 MiB.
 CONFIGMAP_LIMIT_BYTES = 1024 * 1024
 
@@ -303,3 +309,21 @@ def parse_table(data: bytes | str | dict[str, Any]) -> RoutingTable:
             "or truncated after rendering (remove the field to have it computed)"
         ])
     return table
+
+
+def configmap_table(data: Mapping[str, str] | None, binary_data: Mapping[str, str] | None) -> str | None:
+    """The table document held by a ``<instance>-routes`` ConfigMap, in either encoding; None if absent.
+
+    Small tables are plain JSON under ``data["routes.json"]``; tables too large for that (thousands of
+    channels) are gzip-compressed under ``binaryData["routes.json.gz"]`` (base64 on the wire). A
+    corrupt compressed entry raises :class:`InvalidRoutingTable`.
+    """
+    if data and CONFIGMAP_KEY in data:
+        return data[CONFIGMAP_KEY]
+    if binary_data and CONFIGMAP_GZIP_KEY in binary_data:
+        try:
+            return gzip.decompress(base64.b64decode(binary_data[CONFIGMAP_GZIP_KEY])).decode()
+        except (binascii.Error, OSError, EOFError, UnicodeDecodeError) as err:
+            problem = f"binaryData.{CONFIGMAP_GZIP_KEY}: not base64 gzip of UTF-8 JSON ({err})"
+            raise InvalidRoutingTable([problem]) from err
+    return None

@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+
+from .routing_table import CONFIGMAP_KEY, InvalidRoutingTable, configmap_table
 
 log = logging.getLogger("newapi_gateway.sources")
 
@@ -71,6 +73,8 @@ class KubeObjectWatch:
     """Follows one named ConfigMap or Secret; calls ``on_data(data or None)`` on every version.
 
     ``data`` is the object's ``data`` map (base64 values for a Secret), None when it does not exist.
+    For a ConfigMap whose table is stored compressed (``binaryData["routes.json.gz"]``), the table is
+    delivered decompressed under ``routes.json``, so consumers see one shape.
     """
 
     def __init__(
@@ -99,6 +103,18 @@ class KubeObjectWatch:
             return self.api.list_namespaced_config_map
         return self.api.list_namespaced_secret
 
+    def _payload(self, raw: Mapping[str, Any]) -> dict[str, str]:
+        data = dict(raw.get("data") or {})
+        if self.kind == "configmap" and CONFIGMAP_KEY not in data:
+            try:
+                table = configmap_table(None, raw.get("binaryData"))
+            except InvalidRoutingTable as err:
+                log.warning("routing ConfigMap has an unreadable compressed table", extra={"error": str(err)})
+                table = "{}"  # rejected by validation downstream: the old table stays
+            if table is not None:
+                data[CONFIGMAP_KEY] = table
+        return data
+
     async def _deliver(self, data: dict[str, str] | None) -> None:
         result = self.on_data(data)
         if result is not None:
@@ -116,7 +132,8 @@ class KubeObjectWatch:
                 self.lists += 1
                 version = listed.metadata.resource_version
                 items = listed.items or []
-                await self._deliver(dict(items[0].data or {}) if items else None)
+                await self._deliver(self._payload(self.api.api_client.sanitize_for_serialization(items[0]))
+                                    if items else None)
                 backoff = 0.5
                 while True:  # watch until the version expires (410) or an error
                     w = watch.Watch()
@@ -130,7 +147,7 @@ class KubeObjectWatch:
                             version = raw.get("metadata", {}).get("resourceVersion", version)
                             kind = event["type"]
                             if kind in ("ADDED", "MODIFIED"):
-                                await self._deliver(dict(raw.get("data") or {}))
+                                await self._deliver(self._payload(raw))
                             elif kind == "DELETED":
                                 await self._deliver(None)
                     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,13 @@ def test_gateway_follows_configmap_and_secret(tmp_path: Path,
 
             sync_poll_until(uses_new_key)
             assert 'gateway_routing_table_reloads_total{source="kubernetes-secret",result="ok"}' in gw.metrics()
+            # a table too large for plain data is stored gzip-compressed in binaryData (what the operator
+            # writes for thousands of channels); the gateway reads it the same way
+            compressed = routes_cm(a)
+            document = compressed.pop("data")["routes.json"].encode()
+            compressed["binaryData"] = {"routes.json.gz": base64.b64encode(gzip.compress(document)).decode()}
+            put(server.url, "configmaps", compressed)
+            sync_poll_until(lambda: served_by() == "fp_ka")
 
 
 async def test_watch_relists_after_410_gone(caplog: pytest.LogCaptureFixture) -> None:
