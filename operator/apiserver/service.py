@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from . import discovery
 from . import errors as e
+from . import table as tables
 from .errors import ApiError
 from .resources import ResourceType
 from .routing import Route, field_validation, flag, integer, parse_path
@@ -88,11 +90,14 @@ class ApiService:
         query = raw.query
         namespace = route.namespace if rtype.namespaced else None
         if method == "GET":
+            view = self._table_view(raw, rtype)
             if route.name is not None:  # a real server ignores ?watch on an object's own path
-                return respond(self.store.get(rtype, namespace, route.name))
+                obj = self.store.get(rtype, namespace, route.name)
+                return respond(view.of_object(obj) if view else obj)
             if flag(query, "watch"):
-                return await self._watch(raw, rtype, namespace)
-            return self._list(rtype, namespace, query)
+                return await self._watch(raw, rtype, namespace, view)
+            listed = self._list(rtype, namespace, query)
+            return respond(view.of_list(listed) if view else listed)
         if method in ("POST", "PUT"):
             self._check_content_type(raw)
         if method == "POST" and route.name is None:
@@ -174,7 +179,15 @@ class ApiService:
 
     # -----------------------------------------------------------------------------------------
 
-    def _list(self, rtype: ResourceType, namespace: str | None, query: Any) -> web.Response:
+    @staticmethod
+    def _table_view(raw: web.BaseRequest, rtype: ResourceType) -> tables.TableView | None:
+        """Server-side table output when the Accept header asks for a ``meta.k8s.io`` Table."""
+        api_version = tables.negotiate(raw.headers.get("Accept"))
+        if api_version is None:
+            return None
+        return tables.TableView(rtype, api_version, tables.include_object(raw.query))
+
+    def _list(self, rtype: ResourceType, namespace: str | None, query: Any) -> dict[str, Any]:
         labels, fields = self._selectors_from(query)
         result = self.store.list_objects(rtype, namespace, labels, fields, limit=integer(query, "limit"),
                                  continue_token=query.get("continue") or None)
@@ -186,8 +199,7 @@ class ApiService:
         items = result.items
         if not rtype.custom:  # a real server omits kind/apiVersion on items of built-in lists
             items = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in items]
-        return respond({"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version, "metadata": meta,
-                        "items": items})
+        return {"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version, "metadata": meta, "items": items}
 
     @staticmethod
     def _selectors_from(query: Any) -> tuple[Any, Any]:
@@ -269,7 +281,9 @@ class ApiService:
     # Watching
     # -----------------------------------------------------------------------------------------
 
-    async def _watch(self, raw: web.BaseRequest, rtype: ResourceType, namespace: str | None) -> web.StreamResponse:
+    async def _watch(
+        self, raw: web.BaseRequest, rtype: ResourceType, namespace: str | None, view: tables.TableView | None
+    ) -> web.StreamResponse:
         labels, fields = self._selectors_from(raw.query)
         timeout = integer(raw.query, "timeoutSeconds")
         bookmarks = bool(flag(raw.query, "allowWatchBookmarks"))
@@ -288,11 +302,12 @@ class ApiService:
             return response
         try:
             await response.prepare(raw)
+            encode = view.watch_object if view else _same
             for event_type, obj in initial:
-                await response.write(dumps({"type": event_type, "object": obj}) + b"\n")
+                await response.write(dumps({"type": event_type, "object": encode(obj)}) + b"\n")
             if send_initial and bookmarks:
-                await self._bookmark(response, rtype, initial_end=True)
-            await self._stream(raw, response, watcher, rtype, timeout, bookmarks)
+                await self._bookmark(response, rtype, encode, initial_end=True)
+            await self._stream(raw, response, watcher, rtype, timeout, bookmarks, encode)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -310,6 +325,7 @@ class ApiService:
         rtype: ResourceType,
         seconds: int | None,
         bookmarks: bool,
+        encode: Callable[[Obj], Obj],
     ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (DEFAULT_WATCH_TIMEOUT if seconds is None else float(seconds))
@@ -327,17 +343,28 @@ class ApiService:
                 if raw.transport is None or raw.transport.is_closing():
                     return  # the client went away
                 if bookmarks and loop.time() >= next_bookmark and watcher.queue.empty():
-                    await self._bookmark(response, rtype)
+                    await self._bookmark(response, rtype, encode)
                     next_bookmark = loop.time() + self.bookmark_interval
                 continue
             if item is None:
                 return
             event_type, obj = item
-            await response.write(dumps({"type": event_type, "object": self.store.present(rtype, obj)}) + b"\n")
+            await response.write(dumps({"type": event_type, "object": encode(self.store.present(rtype, obj))}) + b"\n")
 
-    async def _bookmark(self, response: web.StreamResponse, rtype: ResourceType, *, initial_end: bool = False) -> None:
+    async def _bookmark(
+        self,
+        response: web.StreamResponse,
+        rtype: ResourceType,
+        encode: Callable[[Obj], Obj],
+        *,
+        initial_end: bool = False,
+    ) -> None:
         meta: dict[str, Any] = {"resourceVersion": str(self.store.rv)}
         if initial_end:
             meta["annotations"] = {"k8s.io/initial-events-end": "true"}
         obj = {"kind": rtype.kind, "apiVersion": rtype.api_version, "metadata": meta}
-        await response.write(dumps({"type": "BOOKMARK", "object": obj}) + b"\n")
+        await response.write(dumps({"type": "BOOKMARK", "object": encode(obj)}) + b"\n")
+
+
+def _same(obj: Obj) -> Obj:
+    return obj
