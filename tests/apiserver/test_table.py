@@ -23,14 +23,13 @@ import pytest
 import yaml
 
 from newapi_operator.apiserver import LocalAPIServer
+from newapi_operator.apiserver.jsonpath import find, parse_jsonpath
 from newapi_operator.apiserver.table import (
     crd_printer,
-    find,
     format_label_selector,
     go_float,
     human_duration,
     negotiate,
-    parse_jsonpath,
     print_value,
     typed_cell,
 )
