@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -18,13 +19,24 @@ _CREATED = int(time.time())
 #: The application's :class:`Proxy` (for embedding code and tests).
 PROXY_KEY = web.AppKey("proxy", Proxy)
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Extra readiness detail (e.g. the metering store's health): ``{"status": "ok" | "degraded", ...}``.
+Readiness = Callable[[], Awaitable[dict[str, Any]]]
+
 
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=jsonutil.dumps(body), status=status, headers={"Content-Type": "application/json"})
 
 
-def build_app(proxy: Proxy) -> web.Application:
-    """The gateway's aiohttp application for ``proxy`` (its state, key resolver and upstream client)."""
+def build_app(
+    proxy: Proxy, extra_routes: Sequence[tuple[str, str, Handler]] = (), readiness: Readiness | None = None
+) -> web.Application:
+    """The gateway's aiohttp application for ``proxy`` (its state, key resolver and upstream client).
+
+    ``extra_routes`` are ``(method, path, handler)`` added before the catch-all (e.g. ``GET /quota``);
+    ``readiness`` adds a ``state`` section to ``/readyz`` — a degraded state keeps the answer 200 (the
+    gateway still answers every request, with clear 503s where the state is missing) but says so.
+    """
     state = proxy.state
 
     async def chat(request: web.Request) -> web.StreamResponse:
@@ -70,8 +82,15 @@ def build_app(proxy: Proxy) -> web.Application:
         snap = state.snapshot
         if snap is None:
             return _json({"status": "not ready", "reason": "no routing table loaded"}, 503)
-        return _json({"status": "ready", "routingTableVersion": snap.version, "instance": snap.table.instance,
-                      "channels": len(snap.channels), "unusableChannels": dict(snap.unusable)})
+        body: dict[str, Any] = {"status": "ready", "routingTableVersion": snap.version,
+                                "instance": snap.table.instance, "channels": len(snap.channels),
+                                "unusableChannels": dict(snap.unusable)}
+        if readiness is not None:
+            detail = await readiness()
+            body["state"] = detail
+            if detail.get("status") != "ok":
+                body["status"] = "degraded"
+        return _json(body)
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=state.metrics.render(), headers={"Content-Type": state.metrics.CONTENT_TYPE})
@@ -89,6 +108,8 @@ def build_app(proxy: Proxy) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    for method, path, handler in extra_routes:
+        app.router.add_route(method, path, handler)
     app.router.add_route("*", "/{tail:.*}", not_found)
     app[PROXY_KEY] = proxy
     return app

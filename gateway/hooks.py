@@ -74,6 +74,12 @@ class RequestContext:
     usage: Usage | None = None
     outcome: str = ""
     notes: dict[str, Any] = field(default_factory=dict)
+    #: Extra headers for the answer (e.g. the metering layer's ``x-ratelimit-*``), set by hooks.
+    response_headers: dict[str, str] | None = None
+    #: SSE events written to the client so far (what a cut stream delivered; metering estimates).
+    delivered_events: int = 0
+    #: The non-stream answer body as sent (a reference; for estimating usage the upstream omitted).
+    response_body: bytes | None = None
 
 
 class AdmissionCheck(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -13,11 +14,14 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from .admin import AdminExtension, AdminToken, AdminTokenError, KeyMeta, build_admin_app, key_meta_for, token_from
 from .app import build_app
 from .credentials import InvalidCredentials, credentials_from_secret_data, parse_credentials_file
 from .hooks import Hooks
 from .keys import InvalidKeyFile, KeyResolver, StaticKeyResolver, parse_key_file
 from .logs import setup_logging
+from .metering import InvalidStateConfig, Metering, resolve_state
+from .pricing import HoldPolicy
 from .proxy import Proxy
 from .routing_table import CONFIGMAP_KEY, InvalidRoutingTable, parse_table
 from .sources import FilePoller, KubeObjectWatch
@@ -44,7 +48,17 @@ class Options:
     otel_exporter: str = "none"
     reload_interval: float = 1.0
     upstream_client: str = "lean"
+    database_url: str | None = None
+    redis_url: str | None = None
+    state_dir: str = "."
+    hold_ttl: float = 600.0
+    default_max_tokens: int = 4096
+    admin_port: int | None = None
+    admin_host: str | None = None
+    admin_token_file: str | None = None
     hooks: Hooks = field(default_factory=Hooks)
+    #: more admin routes (e.g. compliance), served behind the admin token and in the OpenAPI document
+    admin_extensions: list[AdminExtension] = field(default_factory=list)
 
 
 class ConfigError(Exception):
@@ -52,7 +66,7 @@ class ConfigError(Exception):
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
-    names = set(Options.__dataclass_fields__) - {"hooks"}
+    names = set(Options.__dataclass_fields__) - {"hooks", "admin_extensions"}
     return Options(**{k: getattr(args, k) for k in names if hasattr(args, k)})
 
 
@@ -99,19 +113,83 @@ def _check(opts: Options) -> None:
             raise ConfigError("--kube reads the routing table from the cluster: drop --routes/--upstream-credentials")
     elif not opts.routes:
         raise ConfigError("give --routes FILE (standalone) or --kube --instance NAME (cluster)")
-    if not opts.keys:
-        raise ConfigError("give --keys FILE: the static key list (the metering store replaces it later)")
+    if opts.keys:
+        if opts.database_url or opts.redis_url:
+            raise ConfigError("--keys is the pass-through mode without a store: drop --keys to use "
+                              "--database-url/--redis-url (keys then come from the store's admin API)")
+        if opts.admin_port is not None:
+            raise ConfigError("the admin API manages keys in the store: drop --keys to serve it")
+    if opts.hold_ttl <= 0:
+        raise ConfigError(f"--hold-ttl must be a positive number of seconds, got {opts.hold_ttl}")
+    if opts.default_max_tokens < 1:
+        raise ConfigError(f"--default-max-tokens must be at least 1, got {opts.default_max_tokens}")
+
+
+def _admin_token(opts: Options) -> AdminToken | None:
+    if opts.admin_port is None:
+        return None
+    try:
+        return token_from(opts.admin_token_file)
+    except AdminTokenError as err:
+        raise ConfigError(str(err)) from None
+
+
+async def _open_metering(opts: Options) -> Metering:
+    try:
+        config = resolve_state(opts.database_url, opts.redis_url, opts.state_dir)
+    except InvalidStateConfig as err:
+        raise ConfigError(str(err)) from None
+    if config.sqlite_path is not None:
+        folder = os.path.dirname(config.sqlite_path) or "."
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create the state directory {folder}: {err.strerror}") from None
+    metering = Metering(config, hold_ttl=opts.hold_ttl,
+                        policy=HoldPolicy(default_max_output_tokens=opts.default_max_tokens))
+    try:
+        await metering.open()
+    except Exception as err:
+        with contextlib.suppress(Exception):
+            await metering.close(drain_timeout=0)
+        raise ConfigError(f"cannot open the state store ({config.describe()['database']}): "
+                          f"{type(err).__name__}: {err}") from None
+    return metering
 
 
 async def serve(opts: Options, started: Callable[[int], None] | None = None) -> None:
     """Run until SIGTERM/SIGINT. ``started(port)`` is called once the listener is bound."""
     _check(opts)
     state = GatewayState()
-    assert opts.keys is not None
-    keys: KeyResolver = load_keys(opts.keys)
+    token = _admin_token(opts)
+    metering: Metering | None = None
+    keys: KeyResolver
+    if opts.keys:
+        keys = load_keys(opts.keys)
+        hooks = opts.hooks
+    else:
+        metering = await _open_metering(opts)
+        keys = metering.resolver
+        hooks = metering.hooks(opts.hooks)
+    try:
+        await _serve(opts, state, keys, hooks, metering, token, started)
+    finally:
+        if metering is not None:
+            await metering.close()
+
+
+async def _serve(
+    opts: Options,
+    state: GatewayState,
+    keys: KeyResolver,
+    hooks: Hooks,
+    metering: Metering | None,
+    token: AdminToken | None,
+    started: Callable[[int], None] | None,
+) -> None:
     tracer, provider = make_tracer("console" if opts.otel_exporter == "console" else "none")
     upstream = UpstreamClient("aiohttp" if opts.upstream_client == "aiohttp" else "lean")
-    proxy = Proxy(state, keys, upstream, hooks=opts.hooks, tracer=tracer)
+    proxy = Proxy(state, keys, upstream, hooks=hooks, tracer=tracer)
     tasks: list[asyncio.Task[None]] = []
 
     def install_keys(data: bytes) -> bool:
@@ -139,19 +217,37 @@ async def serve(opts: Options, started: Callable[[int], None] | None = None) -> 
         if not routes.check() or state.snapshot is None:
             raise ConfigError(f"{opts.routes}: no valid routing table (see the error above)")
         polls.append(routes)
-        key_poll = FilePoller(opts.keys, install_keys, opts.reload_interval)
-        key_poll.check()
-        polls.append(key_poll)
+        if opts.keys:  # the pass-through mode's static keys (else the store resolves keys)
+            key_poll = FilePoller(opts.keys, install_keys, opts.reload_interval)
+            key_poll.check()
+            polls.append(key_poll)
         tasks.extend(asyncio.create_task(p.run()) for p in polls)
 
     await upstream.start()
-    app = build_app(proxy)
+    if metering is not None:
+        quota = metering.quota_endpoint(state)
+        app = build_app(proxy, extra_routes=[("GET", "/quota", quota), ("GET", "/v1/quota", quota)],
+                        readiness=metering.readiness)
+    else:
+        app = build_app(proxy)
     app_runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30.0)
     await app_runner.setup()
     site = web.TCPSite(app_runner, opts.host, opts.port, backlog=2048, reuse_address=True)
     await site.start()
     port = _bound_port(site, opts.port)
-    log.info("gateway listening", extra={"host": opts.host, "port": port, "mode": "kube" if opts.kube else "file"})
+    log.info("gateway listening", extra={"host": opts.host, "port": port, "mode": "kube" if opts.kube else "file",
+                                         "keys": "file" if opts.keys else "store"})
+    admin_runner: web.AppRunner | None = None
+    meta: KeyMeta | None = None
+    if token is not None and metering is not None and opts.admin_port is not None:
+        meta = key_meta_for(metering.store)
+        admin_app = build_admin_app(metering.store, token, meta, opts.admin_extensions)
+        admin_runner = web.AppRunner(admin_app, access_log=None, handle_signals=False, shutdown_timeout=10.0)
+        await admin_runner.setup()
+        admin_host = opts.admin_host or opts.host
+        admin_site = web.TCPSite(admin_runner, admin_host, opts.admin_port, reuse_address=True)
+        await admin_site.start()
+        log.info("admin API listening", extra={"host": admin_host, "port": _bound_port(admin_site, opts.admin_port)})
     if started is not None:
         started(port)
     stop = asyncio.Event()
@@ -165,6 +261,10 @@ async def serve(opts: Options, started: Callable[[int], None] | None = None) -> 
         for t in tasks:
             t.cancel()
         await app_runner.cleanup()
+        if admin_runner is not None:
+            await admin_runner.cleanup()
+        if meta is not None:
+            await meta.close()
         await upstream.close()
         if provider is not None:
             provider.shutdown()

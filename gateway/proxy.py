@@ -434,6 +434,8 @@ class Proxy:
     def _headers(base: dict[str, str], ctx: RequestContext) -> dict[str, str]:
         headers = dict(base)
         headers["x-request-id"] = ctx.request_id
+        if ctx.response_headers:
+            headers.update(ctx.response_headers)
         return headers
 
     async def _attempt(
@@ -484,6 +486,7 @@ class Proxy:
                 out = tr.response_bytes(ctx.operation, status, raw)  # type: ignore[arg-type]
             except UpstreamResponseError:
                 raise _Attempt("bad_response", 502, raw) from None
+            ctx.response_body = out.body
             return (web.Response(body=out.body, status=out.status, headers=self._headers(JSON_HEADERS, ctx)),
                     out.usage, "ok")
         finally:
@@ -529,6 +532,7 @@ class Proxy:
         try:
             await out.prepare(request)
             await out.write(pending)
+            ctx.delivered_events += pending.count(b"data:")
             while not ended:
                 try:
                     chunk = await resp.readany()
@@ -539,10 +543,12 @@ class Proxy:
                     tail = st.finish()
                     if tail:
                         await out.write(tail)
+                        ctx.delivered_events += tail.count(b"data:")
                     break
                 data = st.feed(chunk)
                 if data:
                     await out.write(data)
+                    ctx.delivered_events += data.count(b"data:")
             if outcome == "ok" and st.upstream_error is not None:
                 outcome = "upstream_error"
             await out.write_eof()

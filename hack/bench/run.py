@@ -52,12 +52,61 @@ FULL = Plan(warmup_s=2, wrk_s=10, one_conn=3000, one_conn_warmup=300, streams=10
 QUICK = Plan(warmup_s=1, wrk_s=3, one_conn=500, one_conn_warmup=100, streams=200, stream_warmup=20)
 
 
-def make_scenarios(gateway_cmd: str) -> dict[str, scenarios.Scenario]:
+def make_scenarios(
+    gateway_cmd: str, fullpath_cmd: str = scenarios.DEFAULT_FULLPATH_COMMAND, load_cpu: int = 1
+) -> dict[str, scenarios.Scenario]:
     return {
         "direct": scenarios.Direct(),
         "nginx": scenarios.Nginx(),
         "gateway": scenarios.Gateway(command=gateway_cmd),
+        "fullpath": scenarios.FullPath(command=fullpath_cmd, load_cpu=load_cpu),
     }
+
+
+#: Issue 5's full-path targets: against the pass-through gateway and direct, in the same run.
+FULLPATH_TARGETS: tuple[tuple[str, str, float, str], ...] = (
+    ("rps_c32_vs_gateway", ">=", 0.7, "full path req/s at 32 conns >= 0.7x pass-through"),
+    ("rps_c128_vs_gateway", ">=", 0.7, "full path req/s at 128 conns >= 0.7x pass-through"),
+    ("added_p50_1conn_ms_vs_direct", "<=", 0.8, "full path added p50 at one connection <= 0.8 ms over direct"),
+)
+
+
+def fullpath_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Full path vs pass-through vs direct (pure): ratios, targets and state operations per request."""
+    full = results.get("fullpath", {})
+    if not full.get("available"):
+        return {}
+    m = report.metrics(full)
+    ratios: dict[str, float | None] = {}
+    for ref in ("gateway", "direct"):
+        if results.get(ref, {}).get("available"):
+            r = report.metrics(results[ref])
+            for key in ("rps_c32", "rps_c128"):
+                ratios[f"{key}_vs_{ref}"] = round(m[key] / r[key], 3) if m[key] and r[key] else None
+            for key in ("p50_1conn", "cpu_ms_per_req"):
+                added = m[key] - r[key] if m[key] is not None and r[key] is not None else None
+                ratios[f"added_{key}{'_ms' if key == 'p50_1conn' else ''}_vs_{ref}"] = (
+                    round(added, 3) if added is not None else None)
+    targets = []
+    for key, op, limit, text in FULLPATH_TARGETS:
+        value = ratios.get(key)
+        status = "not measured" if value is None else (
+            "pass" if (value >= limit if op == ">=" else value <= limit) else "FAIL")
+        targets.append({"target": text, "key": key, "value": value, "status": status})
+    return {"ratios": ratios, "targets": targets, "state_per_request": full.get("state_per_request", {})}
+
+
+def fullpath_table(summary: dict[str, Any]) -> str:
+    if not summary:
+        return ""
+    lines = ["", "full path (issue 5):"]
+    lines.append("  " + ", ".join(f"{k}={v}" for k, v in summary["ratios"].items()))
+    for run_name, per in summary["state_per_request"].items():
+        shown = ", ".join(f"{k}={v}" for k, v in per.items())
+        lines.append(f"  state operations per request ({run_name}): {shown}")
+    for t in summary["targets"]:
+        lines.append(f"  [{t['status']}] {t['target']} (measured {t['value']})")
+    return "\n".join(lines)
 
 
 def _smoke(target: scenarios.Target) -> None:
@@ -102,11 +151,21 @@ def measure(target: scenarios.Target, plan: Plan, workdir: Path) -> dict[str, An
     tree = procs.process_tree(target.pid)
     _wrk(target, script, 32, plan.warmup_s)
     result: dict[str, Any] = {"available": True, "note": target.note}
-    result["c32"] = _wrk(target, script, 32, plan.wrk_s).to_json()
+    state: dict[str, dict[str, float]] = {}
+    before = target.counters() if target.counters else None
+    c32 = _wrk(target, script, 32, plan.wrk_s)
+    result["c32"] = c32.to_json()
+    if target.counters and before is not None:
+        state["c32"] = _per_request(before, target.counters(), c32.requests)
+        before = target.counters()
     cpu_before = procs.cpu_seconds(tree)
     c128 = _wrk(target, script, 128, plan.wrk_s)
     cpu_used = procs.cpu_seconds(tree) - cpu_before
     result["c128"] = c128.to_json()
+    if target.counters and before is not None:
+        state["c128"] = _per_request(before, target.counters(), c128.requests)
+    if state:
+        result["state_per_request"] = state
     result["cpu_ms_per_req"] = round(cpu_used * 1000 / c128.requests, 4) if c128.requests else None
 
     raw = httpclient.build_request(
@@ -134,6 +193,13 @@ def measure(target: scenarios.Target, plan: Plan, workdir: Path) -> dict[str, An
     return result
 
 
+def _per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """Counter deltas divided by the run's requests (e.g. PostgreSQL transactions per request)."""
+    if not requests:
+        return {}
+    return {k: round((after[k] - before.get(k, 0.0)) / requests, 4) for k in after}
+
+
 def _version(cmd: list[str]) -> str:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
@@ -156,11 +222,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Gateway benchmark (see hack/bench/README.md).")
     p.add_argument("--quick", action="store_true", help="short smoke run (~1 minute)")
     p.add_argument("--out", default="bench-results.json", help="JSON results file (default bench-results.json)")
-    p.add_argument("--scenarios", default="direct,nginx,gateway", help="comma-separated (direct, nginx, gateway)")
+    p.add_argument("--scenarios", default="direct,nginx,gateway,fullpath",
+                   help="comma-separated (direct, nginx, gateway, fullpath)")
     p.add_argument(
         "--gateway-cmd",
         default=scenarios.DEFAULT_GATEWAY_COMMAND,
         help="gateway command template; placeholders {newapi} {port} {routes} {keys} {credentials}",
+    )
+    p.add_argument(
+        "--fullpath-cmd",
+        default=scenarios.DEFAULT_FULLPATH_COMMAND,
+        help="full-path gateway command template; placeholders {newapi} {port} {routes} {credentials} "
+        "{database_url} {redis_url} {admin_port} {admin_token_file}",
     )
     p.add_argument("--sut-cpu", default="0", help="CPU(s) of the system under test (default 0)")
     p.add_argument("--load-cpu", type=int, default=1, help="CPU of the load generator and upstream (default 1)")
@@ -186,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     except procs.BenchSetupError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
-    all_scenarios = make_scenarios(args.gateway_cmd)
+    all_scenarios = make_scenarios(args.gateway_cmd, args.fullpath_cmd, args.load_cpu)
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in all_scenarios]
     if unknown:
@@ -200,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     try:
         ctx = scenarios.Context(
-            upstream_url=upstream.url, upstream_pid=upstream.pid, workdir=workdir, sut_cpus=args.sut_cpu, tools=tools
+            upstream_url=upstream.url, upstream_pid=upstream.pid, workdir=workdir, sut_cpus=args.sut_cpu, tools=tools,
+            load_cpu=args.load_cpu,
         )
         for name in chosen:
             scenario = all_scenarios[name]
@@ -221,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         upstream.stop()
     ratio_table = report.ratios(results)
+    fullpath = fullpath_summary(results)
     elapsed = round(time.time() - started, 1)
     document: dict[str, Any] = {
         "meta": {
@@ -243,9 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": results,
         "ratios": ratio_table,
         "targets": report.check_targets(ratio_table),
+        "fullpath": fullpath,
     }
     Path(args.out).write_text(json.dumps(document, indent=2) + "\n")
     print(report.table(results))
+    print(fullpath_table(fullpath))
     print(f"\nresults: {args.out} ({elapsed} s; load average at start {load_before[0]:.2f})")
     if args.keep_workdir:
         print(f"workdir: {workdir}")

@@ -8,11 +8,18 @@ LiteLLM, Portkey) = one more class with ``name``, ``description`` and ``start(ct
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +54,8 @@ class Context:
     workdir: Path
     sut_cpus: str
     tools: dict[str, str]
+    #: CPU of the load side (state servers of the full path run there too)
+    load_cpu: int | None = None
 
 
 @dataclass
@@ -58,6 +67,8 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
     note: str = ""
     close: Callable[[], None] = lambda: None
+    #: cumulative counters (e.g. PostgreSQL transactions, Redis commands); per-request deltas are reported
+    counters: Callable[[], dict[str, float]] | None = None
 
 
 class Scenario(Protocol):
@@ -245,4 +256,313 @@ class Gateway:
             headers={"Authorization": f"Bearer {BENCH_KEY}"},
             note=f"log: {log}",
             close=lambda: procs.stop(proc),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Full path: the gateway with its state (PostgreSQL + Redis), key auth, limits, hold/settle, ledger
+# --------------------------------------------------------------------------------------------
+
+#: The full-path gateway: the store instead of a key file, and the admin listener (used once, to
+#: register the bench key and its credit). Extra placeholders: {database_url}, {redis_url},
+#: {admin_port}, {admin_token_file}.
+DEFAULT_FULLPATH_COMMAND = (
+    "{newapi} gateway --routes {routes} --upstream-credentials {credentials} --database-url {database_url} "
+    "--redis-url {redis_url} --host 127.0.0.1 --port {port} --admin-port {admin_port} "
+    "--admin-token-file {admin_token_file} --log-level warning"
+)
+FULLPATH_ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
+FULLPATH_TIER = "bench"
+#: Plenty of credit (micro-credits) and limits far above what the run can reach: every check runs,
+#: none refuses.
+FULLPATH_CREDIT = 10**15
+FULLPATH_LIMITS = {"rpm": 1_000_000_000, "tpm": 1_000_000_000}
+FULLPATH_DAILY_QUOTA = 1_000_000_000
+
+
+def fullpath_files(workdir: Path, upstream_url: str) -> dict[str, str]:
+    """Routing table (priced channel, one tier with a daily quota) and credentials for the full path."""
+    routes = {
+        "schemaVersion": 1,
+        "instance": "bench",
+        "channels": [
+            {
+                "name": "demo",
+                "type": "vllm",
+                "endpoint": upstream_url + "/v1",
+                "models": [BENCH_MODEL],
+                "pricing": {"inputPerMillion": 500_000, "outputPerMillion": 1_500_000},
+                "attestation": {"kind": "in-cluster", "owner": "bench"},
+            }
+        ],
+        "policy": {"tiers": {FULLPATH_TIER: {"dailyRequestQuota": FULLPATH_DAILY_QUOTA}}},
+    }
+    paths = {"routes": workdir / "routes.json", "credentials": workdir / "creds.json",
+             "admin_token_file": workdir / "admin-token"}
+    paths["routes"].write_text(json.dumps(routes, indent=2))
+    paths["credentials"].write_text("{}")
+    paths["admin_token_file"].write_text(FULLPATH_ADMIN_TOKEN + "\n")
+    return {name: str(path) for name, path in paths.items()}
+
+
+def find_pg_bindir() -> Path | None:
+    """initdb/pg_ctl/postgres of the newest installed PostgreSQL (Debian layout first)."""
+    versioned = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                       key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True)
+    found = shutil.which("pg_ctl")
+    for d in [*versioned, Path("/usr/local/bin"), *([Path(found).resolve().parent] if found else [])]:
+        if all((d / b).exists() for b in ("initdb", "postgres")):
+            return d
+    return None
+
+
+def find_redis() -> str | None:
+    return shutil.which("redis-server") or shutil.which("valkey-server")
+
+
+class StateServers:
+    """Throwaway PostgreSQL and Redis for the full path, pinned to the load CPU; stopped by ``close``.
+
+    As root, PostgreSQL runs as the ``postgres`` user (``runuser -u postgres``). Durability stays
+    at PostgreSQL's defaults (fsync on): debits are committed synchronously, as in production.
+    """
+
+    def __init__(self, workdir: Path, cpus: str) -> None:
+        self.workdir = workdir
+        self.cpus = cpus
+        self.pg_port = procs.free_port()
+        self.redis_port = procs.free_port()
+        self.pg: subprocess.Popen[bytes] | None = None
+        self.redis: subprocess.Popen[bytes] | None = None
+
+    def _as_postgres(self, cmd: list[str]) -> list[str]:
+        if os.geteuid() == 0:
+            if not shutil.which("runuser"):
+                raise Unavailable("running as root needs runuser (util-linux) to start PostgreSQL as user postgres")
+            return ["runuser", "-u", "postgres", "--", *cmd]
+        return cmd
+
+    def start(self) -> None:
+        bindir = find_pg_bindir()
+        if bindir is None:
+            raise Unavailable("PostgreSQL server binaries not found (apt-get install -y postgresql)")
+        redis = find_redis()
+        if redis is None:
+            raise Unavailable("redis-server not found (apt-get install -y redis-server)")
+        data, sock = self.workdir / "pgdata", self.workdir / "pgsock"
+        sock.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            # the postgres user must reach its directory through the (0700) temporary work dirs
+            for parent in self.workdir.parents:
+                if parent in (Path("/"), Path(tempfile.gettempdir())):
+                    break
+                parent.chmod(parent.stat().st_mode | 0o011)
+            for path in (self.workdir, sock):
+                shutil.chown(path, "postgres", "postgres")
+        init = subprocess.run(
+            self._as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                               "--locale=C", "--no-sync"]),
+            capture_output=True, text=True, check=False,
+        )
+        if init.returncode != 0:
+            raise Unavailable(f"initdb failed: {init.stderr.strip()[-500:]}")
+        pg_log = self.workdir / "postgres.log"
+        with pg_log.open("wb") as out:
+            self.pg = subprocess.Popen(
+                _pinned(self.cpus, self._as_postgres([
+                    str(bindir / "postgres"), "-D", str(data), "-p", str(self.pg_port), "-k", str(sock),
+                    "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=100", "-c", "shared_buffers=128MB",
+                ])),
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        redis_log = self.workdir / "redis.log"
+        with redis_log.open("wb") as out:
+            self.redis = subprocess.Popen(
+                _pinned(self.cpus, [redis, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+                                    "--appendonly", "no", "--dir", str(self.workdir)]),
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        try:
+            self._wait(lambda: self.sql("SELECT 1", "postgres") is not None, "PostgreSQL", pg_log)
+            self._wait(lambda: self.redis_info("server") != {}, "Redis", redis_log)
+        except Unavailable:
+            self.close()
+            raise
+        self.sql("CREATE DATABASE bench", "postgres")
+
+    def _wait(self, check: Callable[[], bool], what: str, log: Path) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if check():
+                    return
+            except Exception:  # not up yet: connection refused, "the database system is starting up"
+                pass
+            time.sleep(0.1)
+        raise Unavailable(f"{what} did not start; log: {_log_tail(log)}")
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/bench"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def sql(self, statement: str, dbname: str = "bench") -> list[tuple[object, ...]] | None:
+        """Run one statement (asyncpg, from this interpreter's environment)."""
+        import asyncio
+
+        import asyncpg
+
+        async def go() -> list[tuple[object, ...]]:
+            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{self.pg_port}/{dbname}", timeout=5)
+            try:
+                return [tuple(r) for r in await conn.fetch(statement)]
+            finally:
+                await conn.close()
+
+        return asyncio.run(go())
+
+    def redis_info(self, section: str) -> dict[str, str]:
+        with socket.create_connection(("127.0.0.1", self.redis_port), timeout=5) as s:
+            s.sendall(f"INFO {section}\r\n".encode())
+            buf = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                head, _, rest = buf.partition(b"\r\n")
+                if head.startswith(b"$") and len(rest) >= int(head[1:]):
+                    break
+        out: dict[str, str] = {}
+        for line in buf.decode(errors="replace").splitlines()[1:]:
+            if ":" in line and not line.startswith("#"):
+                name, _, value = line.partition(":")
+                out[name] = value
+        return out
+
+    def counters(self) -> dict[str, float]:
+        """Cumulative PostgreSQL and Redis counters of the bench database (for per-request deltas).
+
+        PostgreSQL publishes a backend's statistics when it goes idle (at most once a second), so
+        this waits until two readings half a second apart agree (at most ~12 s).
+        """
+        def read() -> dict[str, float]:
+            rows = self.sql(
+                "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
+                "WHERE datname = 'bench'"
+            ) or [(0, 0, 0, 0)]
+            wal = self.sql("SELECT wal_records, wal_bytes FROM pg_stat_wal") or [(0, 0)]
+            commit, ins, upd, dele = (float(str(v)) for v in rows[0])
+            out = {"pg_transactions": commit, "pg_rows_inserted": ins, "pg_rows_updated": upd,
+                   "pg_rows_deleted": dele, "pg_rows_written": ins + upd + dele,
+                   "pg_wal_records": float(str(wal[0][0])), "pg_wal_bytes": float(str(wal[0][1]))}
+            stats = self.redis_info("commandstats")
+            calls = {name.removeprefix("cmdstat_"): int(v.split("calls=")[1].split(",")[0])
+                     for name, v in stats.items() if name.startswith("cmdstat_")}
+            # Commands a Lua script runs (GET, SET, HSET, ... inside EVALSHA) are counted by Redis too;
+            # a round trip is a command the gateway sent: everything but those and our own INFO.
+            in_scripts = ("get", "set", "hmget", "hset", "pexpire", "time")
+            sent = {c: n for c, n in calls.items() if c not in ("info", "select", *in_scripts)}
+            out["redis_round_trips"] = float(sum(sent.values()))
+            out["redis_evalsha"] = float(calls.get("evalsha", 0) + calls.get("eval", 0))
+            out["redis_commands_in_scripts"] = float(sum(calls.get(c, 0) for c in in_scripts))
+            # CPU of the state servers (on the load CPU), microseconds
+            trees = [pid for p in (self.pg, self.redis) if p is not None for pid in procs.process_tree(p.pid)]
+            out["state_servers_cpu_us"] = procs.cpu_seconds(trees) * 1e6
+            return out
+
+        last = read()
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = read()
+            # our own reading transactions (3 per read) and CPU are the only expected changes
+            if all(now[k] == last[k] for k in now if k not in ("pg_transactions", "state_servers_cpu_us")) and \
+                    now["pg_transactions"] - last["pg_transactions"] <= 3:
+                return now
+            last = now
+        return last
+
+    def close(self) -> None:
+        for proc in (self.pg, self.redis):
+            if proc is not None:
+                procs.stop(proc, timeout=30)
+        self.pg = self.redis = None
+
+
+def _admin_call(url: str, method: str, path: str, body: dict[str, object]) -> None:
+    request = urllib.request.Request(
+        url + "/api/v1/admin" + path, method=method, data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {FULLPATH_ADMIN_TOKEN}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        raise Unavailable(f"admin API {method} {path} answered {exc.code}: {exc.read()[:300]!r}") from None
+
+
+class FullPath:
+    """The gateway with its state: key from PostgreSQL (cached), RPM/TPM/quota in Redis, a hold before
+    and a debit + ledger row + rollup after every request. PostgreSQL and Redis run on the load CPU."""
+
+    name = "fullpath"
+    description = "newapi gateway, full path (key auth + limits + hold/settle + ledger; PostgreSQL + Redis)"
+
+    def __init__(self, command: str = DEFAULT_FULLPATH_COMMAND, load_cpu: int = 1) -> None:
+        self.command = command
+        self.load_cpu = load_cpu
+
+    def start(self, ctx: Context) -> Target:
+        newapi = newapi_script()
+        if newapi is None:
+            raise Unavailable(f"no newapi console script next to {sys.executable} (pip install -e . in that venv)")
+        workdir = ctx.workdir / self.name
+        workdir.mkdir(parents=True, exist_ok=True)
+        servers = StateServers(workdir / "state", str(ctx.load_cpu if ctx.load_cpu is not None else self.load_cpu))
+        servers.start()
+        port, admin_port = procs.free_port(), procs.free_port()
+        values = {"newapi": newapi, "port": str(port), "admin_port": str(admin_port),
+                  "database_url": servers.dsn, "redis_url": servers.redis_url,
+                  **fullpath_files(workdir, ctx.upstream_url)}
+        try:
+            cmd = shlex.split(self.command.format(**values))
+        except KeyError as exc:
+            servers.close()
+            raise Unavailable(f"full-path command template uses unknown placeholder {exc}; known: {sorted(values)}"
+                              ) from None
+        log = workdir / "gateway.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(_pinned(ctx.sut_cpus, cmd), stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+
+        def close() -> None:
+            procs.stop(proc)
+            servers.close()
+
+        url = f"http://127.0.0.1:{port}"
+        try:
+            procs.wait_http(url + GATEWAY_READY_PATH, 60, proc)
+            admin = f"http://127.0.0.1:{admin_port}"
+            _admin_call(admin, "PUT", "/customers/bench", {"displayName": "benchmark"})
+            _admin_call(admin, "POST", "/customers/bench/keys", {
+                "keyHash": hashlib.sha256(BENCH_KEY.encode()).hexdigest(), "keyPrefix": BENCH_KEY[:11],
+                "tier": FULLPATH_TIER, "rateLimit": FULLPATH_LIMITS,
+            })
+            _admin_call(admin, "POST", "/customers/bench/credits",
+                        {"amount": FULLPATH_CREDIT, "idempotencyKey": "bench-credit"})
+        except (procs.BenchSetupError, Unavailable) as exc:
+            close()
+            raise Unavailable(f"full-path gateway did not become ready ({shlex.join(cmd)}): {exc}; "
+                              f"log: {_log_tail(log)}") from None
+        return Target(
+            url=url,
+            pid=proc.pid,
+            headers={"Authorization": f"Bearer {BENCH_KEY}"},
+            note=f"log: {log}; PostgreSQL {servers.dsn}, Redis {servers.redis_url} on CPU {servers.cpus}",
+            close=close,
+            counters=servers.counters,
         )

@@ -1,0 +1,127 @@
+"""Admission: the key's RPM/TPM and the tier's daily request quota, before routing.
+
+One limiter call per request (Redis ``EVALSHA`` shared by every replica, or in-process in
+embedded mode; none when the key has no limits). The request's size for TPM is the prompt
+estimate plus its maximum output, as OpenAI counts it at admission. A refusal is a 429 with
+``Retry-After`` and OpenAI's ``x-ratelimit-*`` headers; an admitted request carries the same
+headers on its answer. The daily quota, which OpenAI's headers do not cover, is reported in
+``x-ratelimit-limit-requests-day`` / ``-remaining-requests-day`` / ``-reset-requests-day``.
+
+Overlap: the limiter round trip (Redis) and the credit hold (PostgreSQL) are independent, so
+when the hold needs a round trip the check is started here and finished by the meter right after
+its hold (:meth:`LimitsAdmission.finish`): the two round trips overlap. A refusal then releases
+the hold. The check runs sequentially instead when there is nothing to overlap (the key holds
+from a credit lease: ``overlap(key_id)`` is false) and for a key refused recently (no hold is
+placed for traffic that is being refused anyway). The decision is the shared limiter's, every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from newapi_gateway.hooks import RequestContext
+from newapi_gateway.limits import Limiter, LimitSpec, format_duration
+from newapi_gateway.limits.base import LimitDecision
+from newapi_gateway.pricing import HoldPolicy
+from newapi_gateway.store import StoreUnavailable
+
+from .errors import rate_limited, store_unavailable
+from .meter import request_estimate
+from .resolver import record_of
+
+#: ``RequestContext.notes`` entry holding the limiter check in flight (overlap mode).
+PENDING_NOTE = "metering.limits"
+#: How long a refused key is checked sequentially (seconds, at most).
+REFUSED_MEMORY = 60.0
+
+
+def quota_headers(decision: LimitDecision) -> dict[str, str]:
+    if decision.daily_quota is None:
+        return {}
+    return {
+        "x-ratelimit-limit-requests-day": str(decision.daily_quota),
+        "x-ratelimit-remaining-requests-day": str(decision.remaining_quota or 0),
+        "x-ratelimit-reset-requests-day": format_duration(decision.reset_quota or 0.0),
+    }
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """A check nobody awaited (the request failed before its hold): consume its outcome."""
+    if not task.cancelled():
+        task.exception()
+
+
+class LimitsAdmission:
+    """:class:`~newapi_gateway.hooks.AdmissionCheck` enforcing a key's limits."""
+
+    def __init__(
+        self, limiter: Limiter, policy: HoldPolicy | None = None, *, overlap: Callable[[int], bool] | bool = True
+    ) -> None:
+        self.limiter = limiter
+        self.policy = policy or HoldPolicy()
+        self.overlap = overlap
+        self._specs: dict[tuple[int | None, int | None, int | None], LimitSpec] = {}
+        self._refused: dict[int, float] = {}
+
+    def spec(self, rpm: int | None, tpm: int | None, daily_quota: int | None) -> LimitSpec:
+        key = (rpm, tpm, daily_quota)
+        spec = self._specs.get(key)
+        if spec is None:
+            if len(self._specs) > 10_000:
+                self._specs.clear()
+            spec = self._specs[key] = LimitSpec(rpm=rpm, tpm=tpm, daily_quota=daily_quota)
+        return spec
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        key = ctx.key
+        tier = ctx.snapshot.table.policy.tiers.get(key.tier)
+        spec = self.spec(key.rpm, key.tpm, tier.daily_request_quota if tier is not None else None)
+        if spec.unlimited:
+            return
+        key_id = record_of(key).id
+        tokens = request_estimate(ctx, self.policy).tokens if spec.tpm is not None else 0
+        check = self._check(ctx, key_id, spec, tokens)
+        overlap = self.overlap(key_id) if callable(self.overlap) else self.overlap
+        if overlap and not self._recently_refused(key_id):
+            task = asyncio.get_running_loop().create_task(check)
+            task.add_done_callback(_retrieve)
+            ctx.notes[PENDING_NOTE] = task
+            return
+        await check
+
+    @staticmethod
+    async def finish(ctx: RequestContext) -> None:
+        """Wait for the check started by admission, if any (raises its 429/503)."""
+        task = ctx.notes.pop(PENDING_NOTE, None)
+        if task is not None:
+            await task
+
+    def _recently_refused(self, key_id: int) -> bool:
+        until = self._refused.get(key_id)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        del self._refused[key_id]
+        return False
+
+    async def _check(self, ctx: RequestContext, key_id: int, spec: LimitSpec, tokens: int) -> None:
+        try:
+            decision = await self.limiter.check(key_id, spec, tokens)
+        except StoreUnavailable as exc:
+            raise store_unavailable(exc) from None
+        extra = quota_headers(decision)
+        if not decision.allowed:
+            if len(self._refused) > 100_000:
+                self._refused.clear()
+            self._refused[key_id] = time.monotonic() + min(decision.retry_after or 1.0, REFUSED_MEMORY)
+            raise rate_limited(decision, extra)
+        headers = decision.headers()
+        headers.update(extra)
+        if ctx.response_headers:
+            ctx.response_headers.update(headers)
+        else:
+            ctx.response_headers = headers
+
