@@ -41,6 +41,12 @@ def _apiserver(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _operator(args: argparse.Namespace) -> int:
+    from .controller.runner import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="newapi", description="newapi-operator: LLM reseller gateway on Kubernetes.")
     parser.add_argument("--version", action="version", version=f"newapi-operator {__version__}")
@@ -63,8 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_apiserver_arguments(p)
     p.set_defaults(func=_apiserver)
 
+    p = sub.add_parser("operator", help="run the operator (Kopf) against the current kubeconfig or in-cluster")
+    from .controller.options import add_arguments as add_operator_arguments
+
+    add_operator_arguments(p)
+    p.set_defaults(func=_operator)
+
     stubs = {
-        "operator": ("run the operator (Kopf) against the current kubeconfig", "issue #6"),
         "dev": ("run the whole product locally: API server, operator, gateway, demo upstream", "issue #8"),
         "compliance-check": ("run the compliance smoke test against a live stack", "issue #7"),
     }
