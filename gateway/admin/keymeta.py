@@ -92,8 +92,12 @@ class PostgresKeyMeta(KeyMeta):
                                                        max_inactive_connection_lifetime=60)
             async with self._pool.acquire(timeout=self.timeout) as conn:
                 if not self._ready:
-                    for statement in _PG_TABLES:
-                        await conn.execute(statement)
+                    # CREATE TABLE IF NOT EXISTS races with itself (pg_type unique violation) when two
+                    # connections or replicas run it at once: serialise it with a transaction-level lock.
+                    async with conn.transaction():
+                        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('newapi-admin-side-tables'))")
+                        for statement in _PG_TABLES:
+                            await conn.execute(statement)
                     self._ready = True
                 return list(await conn.fetch(sql, *args))
         except _PG_DOWN as exc:

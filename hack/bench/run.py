@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gatewaybench import httpclient, procs, report, scenarios, stats, wrk
+from gatewaybench import httpclient, peers, procs, report, scenarios, stats, wrk
 
 from newapi_gateway.demo_upstream import DemoUpstreamProcess
 
@@ -60,6 +60,9 @@ def make_scenarios(
         "nginx": scenarios.Nginx(),
         "gateway": scenarios.Gateway(command=gateway_cmd),
         "fullpath": scenarios.FullPath(command=fullpath_cmd, load_cpu=load_cpu),
+        # issue 8's peers (hack/bench/compare.py runs them side by side, with the soak, keys, Channel apply)
+        "litellm": peers.LiteLLM(),
+        "portkey": peers.Portkey(),
     }
 
 
@@ -223,7 +226,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="short smoke run (~1 minute)")
     p.add_argument("--out", default="bench-results.json", help="JSON results file (default bench-results.json)")
     p.add_argument("--scenarios", default="direct,nginx,gateway,fullpath",
-                   help="comma-separated (direct, nginx, gateway, fullpath)")
+                   help="comma-separated (direct, nginx, gateway, fullpath; also litellm, portkey)")
     p.add_argument(
         "--gateway-cmd",
         default=scenarios.DEFAULT_GATEWAY_COMMAND,
