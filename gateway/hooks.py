@@ -80,6 +80,11 @@ class RequestContext:
     delivered_events: int = 0
     #: The non-stream answer body as sent (a reference; for estimating usage the upstream omitted).
     response_body: bytes | None = None
+    #: The request carries a BYOK key (the key itself is never in the context).
+    byok: bool = False
+    #: SSE bytes written to the client, kept only when a hook puts a list here (the audit log's
+    #: completion text with ``audit.logPromptContent``); None = not kept.
+    capture: list[bytes] | None = None
 
 
 class AdmissionCheck(Protocol):

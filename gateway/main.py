@@ -16,6 +16,9 @@ from aiohttp import web
 
 from .admin import AdminExtension, AdminToken, AdminTokenError, KeyMeta, build_admin_app, key_meta_for, token_from
 from .app import build_app
+from .compliance.admin_api import ProbeTargets
+from .compliance.aup_policy import AupPolicyError
+from .compliance.runtime import CompliancePlane
 from .credentials import InvalidCredentials, credentials_from_secret_data, parse_credentials_file
 from .hooks import Hooks
 from .keys import InvalidKeyFile, KeyResolver, StaticKeyResolver, parse_key_file
@@ -56,6 +59,8 @@ class Options:
     admin_port: int | None = None
     admin_host: str | None = None
     admin_token_file: str | None = None
+    geoip_db: str | None = None
+    audit_retention_interval: float = 3600.0
     hooks: Hooks = field(default_factory=Hooks)
     #: more admin routes (e.g. compliance), served behind the admin token and in the OpenAPI document
     admin_extensions: list[AdminExtension] = field(default_factory=list)
@@ -123,6 +128,9 @@ def _check(opts: Options) -> None:
         raise ConfigError(f"--hold-ttl must be a positive number of seconds, got {opts.hold_ttl}")
     if opts.default_max_tokens < 1:
         raise ConfigError(f"--default-max-tokens must be at least 1, got {opts.default_max_tokens}")
+    if opts.audit_retention_interval <= 0:
+        raise ConfigError(f"--audit-retention-interval must be a positive number of seconds, "
+                          f"got {opts.audit_retention_interval}")
 
 
 def _admin_token(opts: Options) -> AdminToken | None:
@@ -157,6 +165,13 @@ async def _open_metering(opts: Options) -> Metering:
     return metering
 
 
+def _compliance_plane(opts: Options) -> CompliancePlane:
+    try:
+        return CompliancePlane(geoip_database=opts.geoip_db)
+    except AupPolicyError as err:
+        raise ConfigError(f"the AUP policy files are unusable: {err}") from None
+
+
 async def serve(opts: Options, started: Callable[[int], None] | None = None) -> None:
     """Run until SIGTERM/SIGINT. ``started(port)`` is called once the listener is bound."""
     _check(opts)
@@ -164,16 +179,32 @@ async def serve(opts: Options, started: Callable[[int], None] | None = None) -> 
     token = _admin_token(opts)
     metering: Metering | None = None
     keys: KeyResolver
+    base = Hooks(admission=list(opts.hooks.admission), channel_filters=list(opts.hooks.channel_filters),
+                 meter=opts.hooks.meter, finish=list(opts.hooks.finish))
+    extensions = list(opts.admin_extensions)
+    compliance: CompliancePlane | None = None
     if opts.keys:
         keys = load_keys(opts.keys)
-        hooks = opts.hooks
+        hooks = base
+        log.warning("pass-through mode (--keys): no store, no metering and NO compliance plane (geo blocking, AUP, "
+                    "disclosure page, audit log); for development and benchmarks only, never for customers")
     else:
+        compliance = _compliance_plane(opts)
         metering = await _open_metering(opts)
         keys = metering.resolver
-        hooks = metering.hooks(opts.hooks)
+        audit = compliance.open_audit(
+            metering.store, lambda: state.table.policy.audit.retention_days if state.table is not None else None,
+            retention_interval=opts.audit_retention_interval)
+        metering.meter.audit = audit.settled_row  # the audit row commits with the debit
+        compliance.install(base)  # before the metering layer's admission: a refusal costs no rate budget
+        hooks = metering.hooks(base)
+        config = metering.config
+        extensions.append(compliance.admin(state, ProbeTargets(config.dsn, config.sqlite_path, config.redis_url)))
     try:
-        await _serve(opts, state, keys, hooks, metering, token, started)
+        await _serve(opts, state, keys, hooks, metering, token, started, compliance, extensions)
     finally:
+        if compliance is not None:
+            await compliance.close()
         if metering is not None:
             await metering.close()
 
@@ -186,6 +217,8 @@ async def _serve(
     metering: Metering | None,
     token: AdminToken | None,
     started: Callable[[int], None] | None,
+    compliance: CompliancePlane | None,
+    extensions: list[AdminExtension],
 ) -> None:
     tracer, provider = make_tracer("console" if opts.otel_exporter == "console" else "none")
     upstream = UpstreamClient("aiohttp" if opts.upstream_client == "aiohttp" else "lean")
@@ -202,8 +235,11 @@ async def _serve(
         log.info("key file loaded", extra={"keys": len(resolver)})
         return True
 
+    def install_table(data: bytes, source: str) -> bool:
+        return _install_table(state, data, source, compliance)
+
     if opts.kube:
-        tasks.extend(await _kube_sources(opts, state))
+        tasks.extend(await _kube_sources(opts, state, install_table))
     else:
         assert opts.routes is not None
         polls: list[FilePoller] = []
@@ -213,7 +249,7 @@ async def _serve(
             if not creds.check():
                 raise ConfigError(f"{opts.upstream_credentials}: no valid upstream credentials (see the error above)")
             polls.append(creds)
-        routes = FilePoller(opts.routes, lambda data: _install_table(state, data, "file"), opts.reload_interval)
+        routes = FilePoller(opts.routes, lambda data: install_table(data, "file"), opts.reload_interval)
         if not routes.check() or state.snapshot is None:
             raise ConfigError(f"{opts.routes}: no valid routing table (see the error above)")
         polls.append(routes)
@@ -224,12 +260,13 @@ async def _serve(
         tasks.extend(asyncio.create_task(p.run()) for p in polls)
 
     await upstream.start()
+    public = compliance.routes(state) if compliance is not None else []  # GET /legal/llm-providers
     if metering is not None:
         quota = metering.quota_endpoint(state)
-        app = build_app(proxy, extra_routes=[("GET", "/quota", quota), ("GET", "/v1/quota", quota)],
+        app = build_app(proxy, extra_routes=[*public, ("GET", "/quota", quota), ("GET", "/v1/quota", quota)],
                         readiness=metering.readiness)
     else:
-        app = build_app(proxy)
+        app = build_app(proxy, extra_routes=public)
     app_runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30.0)
     await app_runner.setup()
     site = web.TCPSite(app_runner, opts.host, opts.port, backlog=2048, reuse_address=True)
@@ -241,7 +278,7 @@ async def _serve(
     meta: KeyMeta | None = None
     if token is not None and metering is not None and opts.admin_port is not None:
         meta = key_meta_for(metering.store)
-        admin_app = build_admin_app(metering.store, token, meta, opts.admin_extensions)
+        admin_app = build_admin_app(metering.store, token, meta, extensions)
         admin_runner = web.AppRunner(admin_app, access_log=None, handle_signals=False, shutdown_timeout=10.0)
         await admin_runner.setup()
         admin_host = opts.admin_host or opts.host
@@ -278,7 +315,7 @@ def _bound_port(site: web.TCPSite, default: int) -> int:
     return default
 
 
-def _install_table(state: GatewayState, data: bytes, source: str) -> bool:
+def _install_table(state: GatewayState, data: bytes, source: str, compliance: CompliancePlane | None = None) -> bool:
     try:
         table = parse_table(data)
     except InvalidRoutingTable as err:
@@ -286,6 +323,11 @@ def _install_table(state: GatewayState, data: bytes, source: str) -> bool:
         return False
     if state.snapshot is not None and state.table is not None and state.table.version == table.version:
         return True
+    if compliance is not None:  # a table whose compliance settings do not compile is refused like an invalid one
+        problem = compliance.accept(table)
+        if problem is not None:
+            state.reject(source, problem)
+            return False
     state.set_table(table, source)
     return True
 
@@ -300,7 +342,9 @@ def _install_credentials_file(state: GatewayState, data: bytes) -> bool:
     return True
 
 
-async def _kube_sources(opts: Options, state: GatewayState) -> list[asyncio.Task[None]]:
+async def _kube_sources(
+    opts: Options, state: GatewayState, install_table: Callable[[bytes, str], bool]
+) -> list[asyncio.Task[None]]:
     from kubernetes_asyncio import client, config
 
     try:
@@ -322,7 +366,7 @@ async def _kube_sources(opts: Options, state: GatewayState) -> list[asyncio.Task
         if raw is None:
             state.reject("kubernetes", InvalidRoutingTable([f"ConfigMap {instance}-routes has no key {CONFIGMAP_KEY}"]))
             return
-        _install_table(state, raw.encode(), "kubernetes")
+        install_table(raw.encode(), "kubernetes")
 
     def on_secret(data: dict[str, str] | None) -> None:
         try:

@@ -49,3 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     admin.add_argument("--admin-host", metavar="HOST", help="admin listen address (default: --host)")
     admin.add_argument("--admin-token-file", metavar="FILE",
                        help="file holding the admin bearer token (re-read on change); default $NEWAPI_ADMIN_TOKEN")
+    compliance = p.add_argument_group("compliance (docs/compliance.md)")
+    compliance.add_argument("--geoip-db", metavar="FILE",
+                            help="MaxMind-format GeoIP database (City level for subdivisions) used when the routing "
+                                 "table's geo.geoipDatabase is not set")
+    compliance.add_argument("--audit-retention-interval", type=float, default=3600.0, metavar="SECONDS",
+                            help="seconds between two runs of the audit retention job (default 3600)")

@@ -26,7 +26,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from . import jsonutil
-from .byok import ByokRequest, parse_byok, provider_missing, scrub
+from .byok import KEY_HEADER, ByokRequest, parse_byok, provider_missing, scrub
 from .errors import GatewayError, bad_request, forbidden, invalid_key, missing_key, too_large, upstream_unavailable
 from .hooks import Hooks, RequestContext, SafeHeaders
 from .keys import KeyResolver
@@ -151,6 +151,7 @@ class Proxy:
                 raise invalid_key()
             tier = key.tier
             ctx = RequestContext(request_id, operation, client_format, key, snap, started)
+            ctx.byok = KEY_HEADER in request.headers  # before any check: a refused BYOK request is BYOK too
             body = await self._read_json(request, snap.table.policy.gateway.max_request_bytes)
             model = self._check_body(body, operation)
             ctx.model = model
@@ -533,6 +534,9 @@ class Proxy:
             await out.prepare(request)
             await out.write(pending)
             ctx.delivered_events += pending.count(b"data:")
+            capture = ctx.capture
+            if capture is not None:
+                capture.append(pending)
             while not ended:
                 try:
                     chunk = await resp.readany()
@@ -544,11 +548,15 @@ class Proxy:
                     if tail:
                         await out.write(tail)
                         ctx.delivered_events += tail.count(b"data:")
+                        if capture is not None:
+                            capture.append(tail)
                     break
                 data = st.feed(chunk)
                 if data:
                     await out.write(data)
                     ctx.delivered_events += data.count(b"data:")
+                    if capture is not None:
+                        capture.append(data)
             if outcome == "ok" and st.upstream_error is not None:
                 outcome = "upstream_error"
             await out.write_eof()

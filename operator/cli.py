@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from .version import __version__
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _not_implemented(issue: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        print(f"newapi {args.command}: not implemented yet ({issue})", file=sys.stderr)
-        return 2
-
-    return handler
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -43,6 +33,18 @@ def _apiserver(args: argparse.Namespace) -> int:
 
 def _operator(args: argparse.Namespace) -> int:
     from .controller.runner import run
+
+    return run(args)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from .dev.orchestrator import run
+
+    return run(args)
+
+
+def _compliance_check(args: argparse.Namespace) -> int:
+    from newapi_gateway.compliance.check_command import run
 
     return run(args)
 
@@ -75,13 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_operator_arguments(p)
     p.set_defaults(func=_operator)
 
-    stubs = {
-        "dev": ("run the whole product locally: API server, operator, gateway, demo upstream", "issue #8"),
-        "compliance-check": ("run the compliance smoke test against a live stack", "issue #7"),
-    }
-    for name, (help_text, issue) in stubs.items():
-        p = sub.add_parser(name, help=help_text)
-        p.set_defaults(func=_not_implemented(issue))
+    p = sub.add_parser("dev", help="run the whole product locally: API server, operator, gateway, demo upstream")
+    from .dev.options import add_arguments as add_dev_arguments
+
+    add_dev_arguments(p)
+    p.set_defaults(func=_dev)
+
+    p = sub.add_parser("compliance-check", help="run the compliance smoke test against a live stack")
+    from newapi_gateway.compliance.check_command import add_arguments as add_check_arguments
+
+    add_check_arguments(p)
+    p.set_defaults(func=_compliance_check)
+
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Request-time compliance: sanctioned regions (451), AUP enforcement (400), reseller disclosure.
+"""Request-time compliance: sanctioned regions (451), AUP enforcement (400), reseller disclosure,
+audit log, and the ``newapi compliance-check`` smoke test.
 
 Modules, one job each:
 
@@ -11,7 +12,14 @@ Modules, one job each:
 * :mod:`.disclosure`: the ``/legal/llm-providers`` page (HTML and JSON);
 * :mod:`.errors`: the 451 and 400 bodies in OpenAI and Anthropic shapes;
 * :mod:`.plan`: all of the above compiled for one routing table;
-* :mod:`.pipeline`: the checks as hooks of the gateway pipeline (:mod:`newapi_gateway.hooks`).
+* :mod:`.pipeline`: the checks as hooks of the gateway pipeline (:mod:`newapi_gateway.hooks`);
+* :mod:`.audit_row`, :mod:`.audit_text`: one audit row per request and its prompt/completion text (pure);
+* :mod:`.audit`, :mod:`.audit_writer`, :mod:`.audit_retention`: the audit log's hooks, batched writes and
+  retention job;
+* :mod:`.summary`, :mod:`.retention_probe`, :mod:`.admin_api`: the admin API's compliance summary and
+  BYOK retention probe;
+* :mod:`.runtime`: the whole plane wired into one gateway process;
+* :mod:`.check`, :mod:`.check_command`: ``newapi compliance-check``.
 
 docs/compliance.md is the reference.
 """

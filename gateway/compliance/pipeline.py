@@ -69,9 +69,12 @@ class ComplianceHooks:
         self,
         library: PolicyLibrary,
         region_headers: Iterable[str] = DEFAULT_REGION_HEADERS,
+        geoip_database: str | None = None,
     ) -> None:
         self.library = library
         self.region_headers = tuple(region_headers)
+        #: GeoIP database used when a routing table names none (``newapi gateway --geoip-db``).
+        self.geoip_database = geoip_database
         self._plans: list[tuple[RoutingTable, CompliancePlan | ComplianceConfigError]] = []
         self._databases: dict[str, tuple[tuple[int, int, int], CountryLookup]] = {}
         self._text_for: tuple[object, str] | None = None
@@ -95,7 +98,7 @@ class ComplianceHooks:
     def _compile(self, table: RoutingTable) -> CompliancePlan | ComplianceConfigError:
         try:
             result: CompliancePlan | ComplianceConfigError = compile_plan(
-                table, self.library, self._open_database, self.region_headers
+                table, self.library, self._open_database, self.region_headers, self.geoip_database
             )
         except ComplianceConfigError as err:
             result = err

@@ -36,9 +36,11 @@ def compile_plan(
     library: PolicyLibrary,
     open_database: DatabaseOpener = open_geoip_database,
     region_headers: Iterable[str] = DEFAULT_REGION_HEADERS,
+    default_geoip_database: str | None = None,
 ) -> CompliancePlan:
     """Compile ``table``; raise :class:`ComplianceConfigError` listing every problem (geo entries, a
-    missing policy file, ``aup: off`` with commercial channels, an unusable GeoIP database)."""
+    missing policy file, ``aup: off`` with commercial channels, an unusable GeoIP database).
+    ``default_geoip_database`` (``newapi gateway --geoip-db``) is used when the table names none."""
     problems: list[str] = []
     geo: GeoPolicy | None = None
     aup: AupPlan | None = None
@@ -51,7 +53,7 @@ def compile_plan(
         aup = compile_aup_plan(table, library)
     except ComplianceConfigError as err:
         problems.extend(err.problems)
-    path = table.policy.geo.geoip_database
+    path = table.policy.geo.geoip_database or default_geoip_database
     if path:
         try:
             database = open_database(path)

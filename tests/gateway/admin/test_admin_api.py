@@ -12,7 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from newapi_gateway.admin import AdminExtension
 from newapi_gateway.admin.openapi import document
+from newapi_gateway.compliance.admin_api import ROUTES as COMPLIANCE_ROUTES
+from newapi_gateway.compliance.admin_api import SCHEMAS as COMPLIANCE_SCHEMAS
 from newapi_gateway.store.keys import generate_key
 from newapi_operator.api.v1alpha1 import CustomerKeySpec
 from newapi_operator.controller.adminapi import AdminClient
@@ -317,7 +320,8 @@ def test_audit_query_and_export(admin: Admin) -> None:
 
 def test_served_openapi_document(admin: Admin, gateway: MeteredGateway) -> None:
     served = admin.ok("GET", "/openapi.json")
-    assert served == document(gateway.admin_url)
+    # the compliance plane mounts its admin routes through the AdminExtension seam
+    assert served == document(gateway.admin_url, [AdminExtension(COMPLIANCE_ROUTES, {}, COMPLIANCE_SCHEMAS)])
 
 
 @pytest.mark.parametrize("path", ["/customers/{c}/keys", "/users", "/customers/{c}/credits"])

@@ -72,7 +72,8 @@ def write_routes(path: Path, upstream_url: str, extra_channels: list[dict[str, A
                 providerEndpoints={"openai": upstream_url + "/v1"}),
         *(extra_channels or []),
     ]
-    write_json(path, table_doc(channels, {"tiers": TIERS}))
+    # no geo source in these tables: allow unknown countries, or BYOK (treated as commercial) would get 451
+    write_json(path, table_doc(channels, {"tiers": TIERS, "geo": {"unknownCountry": "allow"}}))
     return path
 
 
