@@ -51,7 +51,8 @@ SLOW_START_HINT = 45.0
 
 
 def _repo_samples() -> Path:
-    return Path(__file__).resolve().parents[2] / "config" / "samples"
+    """The samples shipped with the package (``samples`` links to config/samples in a checkout)."""
+    return Path(__file__).resolve().parent / "samples"
 
 
 @dataclass
