@@ -13,9 +13,8 @@ from tests.gateway.metering.metered import (
     BACKENDS,
     Admin,
     MeteredGateway,
+    backend,
     metered_gateway,
-    postgres_backend,
-    sqlite_backend,
 )
 from tests.services import PostgresServer, RedisServer
 
@@ -31,11 +30,8 @@ def gateway(
     redis_server: RedisServer,
 ) -> Iterator[MeteredGateway]:
     tmp = tmp_path_factory.mktemp(f"admin-{request.param}")
-    if request.param == "sqlite":
-        backend = sqlite_backend(tmp / "state")
-    else:
-        backend = postgres_backend(postgres_server.create_database(), redis_server.fresh_url())
-    with metered_gateway(tmp, _shared_demo_upstream.url, backend) as gw:
+    state = backend(request.param, tmp / "state", postgres_server, redis_server)
+    with metered_gateway(tmp, _shared_demo_upstream.url, state) as gw:
         yield gw
 
 

@@ -24,9 +24,8 @@ from .metered import (
     FreshBackend,
     MeteredGateway,
     StateBackend,
+    backend,
     metered_gateway,
-    postgres_backend,
-    sqlite_backend,
 )
 
 _names = itertools.count(1)
@@ -35,9 +34,7 @@ _names = itertools.count(1)
 @pytest.fixture
 def fresh_backend(tmp_path: Path, postgres_server: PostgresServer, redis_server: RedisServer) -> FreshBackend:
     def make(name: str) -> StateBackend:
-        if name == "sqlite":
-            return sqlite_backend(tmp_path / f"state-{next(_names)}")
-        return postgres_backend(postgres_server.create_database(), redis_server.fresh_url())
+        return backend(name, tmp_path / f"state-{next(_names)}", postgres_server, redis_server)
 
     return make
 
@@ -51,11 +48,8 @@ def gateway(
     redis_server: RedisServer,
 ) -> Iterator[MeteredGateway]:
     tmp = tmp_path_factory.mktemp(f"metered-{request.param}")
-    if request.param == "sqlite":
-        backend = sqlite_backend(tmp / "state")
-    else:
-        backend = postgres_backend(postgres_server.create_database(), redis_server.fresh_url())
-    with metered_gateway(tmp, _shared_demo_upstream.url, backend) as gw:
+    state = backend(request.param, tmp / "state", postgres_server, redis_server)
+    with metered_gateway(tmp, _shared_demo_upstream.url, state) as gw:
         yield gw
 
 

@@ -64,6 +64,14 @@ def postgres_backend(dsn: str, redis_url: str) -> StateBackend:
     return StateBackend("postgres", ["--database-url", dsn, "--redis-url", redis_url], dsn=dsn, redis_url=redis_url)
 
 
+def backend(name: str, state_dir: Path, postgres: Any, redis: Any) -> StateBackend:
+    """A fresh state back end by name: a new SQLite file under ``state_dir``, or a new PostgreSQL
+    database plus a fresh Redis logical database on the session's throwaway servers."""
+    if name == "sqlite":
+        return sqlite_backend(state_dir)
+    return postgres_backend(postgres.create_database(), redis.fresh_url())
+
+
 def write_routes(path: Path, upstream_url: str, extra_channels: list[dict[str, Any]] | None = None) -> Path:
     """A priced channel to the demo upstream (every tier), and a BYOK channel to it (OpenAI provider)."""
     channels = [
