@@ -20,6 +20,7 @@ from .compliance.admin_api import ProbeTargets
 from .compliance.aup_policy import AupPolicyError
 from .compliance.runtime import CompliancePlane
 from .credentials import InvalidCredentials, credentials_from_secret_data, parse_credentials_file
+from .gctune import tune_gc
 from .hooks import Hooks
 from .keys import InvalidKeyFile, KeyResolver, StaticKeyResolver, parse_key_file
 from .logs import setup_logging
@@ -285,6 +286,7 @@ async def _serve(
         admin_site = web.TCPSite(admin_runner, admin_host, opts.admin_port, reuse_address=True)
         await admin_site.start()
         log.info("admin API listening", extra={"host": admin_host, "port": _bound_port(admin_site, opts.admin_port)})
+    tune_gc()
     if started is not None:
         started(port)
     stop = asyncio.Event()

@@ -84,9 +84,11 @@ def _check_count(name: str, value: int) -> None:
 
 def cost(price: Price, input_tokens: int, output_tokens: int, multiplier_percent: int = 100) -> int:
     """Micro-credits for the usage, rounded up once per request (see the module docstring)."""
-    _check_count("input_tokens", input_tokens)
-    _check_count("output_tokens", output_tokens)
-    _check_count("multiplier_percent", multiplier_percent)
+    if not (type(input_tokens) is int and type(output_tokens) is int and type(multiplier_percent) is int
+            and input_tokens >= 0 and output_tokens >= 0 and multiplier_percent >= 0):  # the common case, cheaply
+        _check_count("input_tokens", input_tokens)
+        _check_count("output_tokens", output_tokens)
+        _check_count("multiplier_percent", multiplier_percent)
     numerator = (input_tokens * price.input_per_million + output_tokens * price.output_per_million) * multiplier_percent
     return -(-numerator // 100_000_000)  # ceil division, exact for any size
 

@@ -79,9 +79,14 @@ def key_ids(ctx: RequestContext) -> tuple[int | None, int | None]:
     return None, None
 
 
-def decisions(ctx: RequestContext, estimated: bool = False) -> dict[str, Any]:
-    """The ``decisions`` column: compliance verdicts and routing facts (None values dropped)."""
-    out: dict[str, Any] = {k: v for k, v in audit_fields(ctx.notes).items() if v is not None and k != "country"}
+def decisions(
+    ctx: RequestContext, estimated: bool = False, fields: dict[str, str | None] | None = None
+) -> dict[str, Any]:
+    """The ``decisions`` column: compliance verdicts and routing facts (None values dropped);
+    ``fields``: :func:`.pipeline.audit_fields` of the request when the caller has them already."""
+    if fields is None:
+        fields = audit_fields(ctx.notes)
+    out: dict[str, Any] = {k: v for k, v in fields.items() if v is not None and k != "country"}
     if ctx.outcome:
         out["outcome"] = ctx.outcome
     if ctx.attempts:
@@ -138,7 +143,7 @@ def build_row(
         cost=billing.cost,
         latency_ms=max(0, latency_ms),
         country=location["country"],
-        decisions=decisions(ctx, billing.estimated),
+        decisions=decisions(ctx, billing.estimated, location),
         prompt=prompt,
         completion=completion,
     )
@@ -149,6 +154,8 @@ def finish_row(row: AuditEvent, ctx: RequestContext, latency_ms: int, log_conten
     the whole latency, the decisions and (when kept) the completion of a stream."""
     row.status = status_of(ctx)
     row.latency_ms = max(row.latency_ms, latency_ms)
-    row.decisions = decisions(ctx, bool(row.decisions.get("usageEstimated")))
+    before = row.decisions
+    if before.get("outcome") != (ctx.outcome or None) or before.get("attempts") != (ctx.attempts or None):
+        row.decisions = decisions(ctx, bool(before.get("usageEstimated")))
     if log_content and not is_byok(ctx) and row.completion is None:
         row.completion = content(ctx)[1]

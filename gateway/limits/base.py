@@ -51,7 +51,7 @@ class LimitSpec:
         return self.rpm is None and self.tpm is None and self.daily_quota is None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per request: not frozen (a frozen init costs about twice as much)
 class LimitDecision:
     """Outcome of one admission check. Times are seconds (floats); ``None`` = limit not set.
 
@@ -113,12 +113,13 @@ class LimitDecision:
 
 def format_duration(seconds: float) -> str:
     """OpenAI's reset format (Go duration style): ``12ms``, ``1s``, ``8.64s``, ``6m0s``, ``1h0m0s``."""
-    total_ms = max(0, math.ceil(seconds * 1000 - 1e-6))
+    total_ms = math.ceil(seconds * 1000 - 1e-6)
     if total_ms < 1000:
-        return f"{total_ms}ms" if total_ms else "0s"
+        return f"{total_ms}ms" if total_ms > 0 else "0s"
     hours, rest = divmod(total_ms, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
-    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    whole, ms = divmod(rest, 1000)  # integer maths: the same text as f"{rest / 1000:.3f}" stripped
+    secs = f"{whole}.{ms:03d}".rstrip("0") if ms else str(whole)
     out = ""
     if hours:
         out += f"{hours}h"
@@ -151,7 +152,7 @@ class Limiter(ABC):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request
 class Gcra:
     """One GCRA evaluation. ``remaining``/``reset_ms`` describe the state after the request when it
     fits (``allowed``), else the state before it; ``before_*`` always describe the state before."""
@@ -198,6 +199,16 @@ def decide(
     allowed when one more request would pass the request and quota limits.
     """
     quota_ok = spec.daily_quota is None or quota_used + 1 <= spec.daily_quota
+    if consume and quota_ok and (req is None or req.allowed) and (tok is None or tok.allowed):
+        return admitted(
+            spec,
+            now_ms,
+            None if req is None else req.remaining,
+            None if req is None else req.reset_ms,
+            None if tok is None else tok.remaining,
+            None if tok is None else tok.reset_ms,
+            quota_used,
+        )
     quota_reset_ms = (math.floor(now_ms / DAY_MS) + 1) * DAY_MS - now_ms
     failures: list[tuple[Reason, float | None]] = []
     if not consume:
@@ -236,6 +247,44 @@ def decide(
         remaining_quota=max(0, spec.daily_quota - used_after) if spec.daily_quota is not None else None,
         reset_quota=quota_reset_ms / 1000 if spec.daily_quota is not None else None,
         retry_after=retry / 1000 if retry is not None else None,
+    )
+
+
+def admitted(
+    spec: LimitSpec,
+    now_ms: float,
+    req_remaining: int | None,
+    req_reset_ms: float | None,
+    tok_remaining: int | None,
+    tok_reset_ms: float | None,
+    quota_used: int,
+) -> LimitDecision:
+    """The decision for a request every limit admitted (``decide(consume=True)``'s common case).
+
+    Takes the admitted evaluations' ``remaining``/``reset_ms`` (None for a limit that is not set)
+    so the Redis limiter's hot path needs no :class:`Gcra` objects; :func:`decide` calls it too.
+    """
+    quota = spec.daily_quota
+    if quota is None:
+        remaining_quota = reset_quota = None
+    else:
+        remaining_quota = quota - (quota_used + 1)
+        if remaining_quota < 0:
+            remaining_quota = 0
+        reset_quota = ((math.floor(now_ms / DAY_MS) + 1) * DAY_MS - now_ms) / 1000
+    return LimitDecision(
+        True,
+        "ok",
+        spec.rpm,
+        req_remaining,
+        None if req_reset_ms is None else req_reset_ms / 1000,
+        spec.tpm,
+        tok_remaining,
+        None if tok_reset_ms is None else tok_reset_ms / 1000,
+        quota,
+        remaining_quota,
+        reset_quota,
+        None,
     )
 
 

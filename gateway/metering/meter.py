@@ -31,9 +31,11 @@ from newapi_gateway.pricing import HoldPolicy, Price, cost, model_price
 from newapi_gateway.snapshot import CompiledChannel
 from newapi_gateway.store import (
     AuditEvent,
+    Debit,
     Hold,
     InsufficientCredit,
     KeyRefused,
+    Settlement,
     SpendingCapExceeded,
     Store,
     StoreUnavailable,
@@ -66,7 +68,7 @@ def request_estimate(ctx: RequestContext, policy: HoldPolicy) -> RequestEstimate
     return est
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)  # not frozen: one per request, and frozen inits cost twice as much
 class HeldRequest:
     """What ``authorize`` hands the proxy (and gets back in ``settle``)."""
 
@@ -79,6 +81,10 @@ class HeldRequest:
     #: the credit lease the request's maximum cost was taken from (None: its own hold in the store)
     lease: Lease | None = None
     reserved: int = 0
+
+
+#: A debit waiting for its batch, with the held request it settles (for its credit lease).
+QueuedDebit = tuple[HeldRequest, Debit]
 
 
 class StoreMeter:
@@ -103,7 +109,7 @@ class StoreMeter:
         self.settle_delay = settle_delay
         self.leases = leases
         self._pending: set[asyncio.Task[None]] = set()
-        self._queue: list[tuple[HeldRequest, int, Usage, AuditEvent | None]] = []
+        self._queue: list[QueuedDebit] = []
         self._flusher: asyncio.Task[None] | None = None
         self._prices: dict[tuple[int, str], Price] = {}
         self._prices_for: object = None
@@ -195,9 +201,9 @@ class StoreMeter:
         amount = cost(hold.price, bill.input_tokens, bill.output_tokens, hold.multiplier_percent)
         usage_row = Usage(hold.model, hold.channel, bill.input_tokens, bill.output_tokens, bill.estimated)
         audit = self.audit(ctx, hold, amount, usage_row) if self.audit is not None else None
-        item = (hold, amount, usage_row, audit)
+        item = (hold, Debit(hold.hold, amount, usage_row, audit))
         if self.settle_delay <= 0:
-            self._background(self._debit(*item))
+            self._background(self._debit([item]))
             return
         self._queue.append(item)
         if self._flusher is None:
@@ -218,36 +224,72 @@ class StoreMeter:
         finally:
             batch, self._queue = self._queue, []
             self._flusher = None
-            for item in batch:
-                self._background(self._debit(*item))
+            if batch:
+                self._background(self._debit(batch))
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _debit(self, held: HeldRequest, amount: int, usage: Usage, audit: AuditEvent | None) -> None:
-        hold = held.hold
+    async def _debit(self, batch: list[QueuedDebit]) -> None:
+        """Write a batch of debits (one ``settle_many``); retry those the store could not take while it
+        is unreachable (a retry never charges twice: the request id is the idempotency key)."""
         delay = 0.1
         try:
-            while True:
+            while batch:
                 try:
-                    await self.store.settle(hold, amount, usage, audit)
-                    return
+                    results = await self.store.settle_many([debit for _, debit in batch])
                 except StoreUnavailable as exc:
-                    log.warning("debit of request %s postponed: %s (retrying; it is idempotent)", hold.request_id,
-                                exc)
-                    if self.leases is not None:
-                        self.leases.store_down()
+                    self._postponed(batch, exc)
                 except Exception:
-                    log.exception("debit of request %s failed; its hold will expire unsettled", hold.request_id)
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                    log.exception("a batch of %d debits failed; writing them one by one", len(batch))
+                    results = [await self._debit_one(item) for item in batch]
+                    batch = self._finish(batch, results)
+                else:
+                    batch = self._finish(batch, results)
+                if batch:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
         finally:
-            if held.lease is not None and self.leases is not None:
-                # only now may the lease's store hold go: the debit is in the ledger
-                self.leases.done(held.lease, held.reserved, amount)
+            for item in batch:  # cancelled (shutdown): their holds expire unsettled
+                self._done(item)
+
+    async def _debit_one(self, item: QueuedDebit) -> Settlement | BaseException:
+        debit = item[1]
+        try:
+            return await self.store.settle(debit.hold, debit.cost, debit.usage, debit.audit)
+        except Exception as exc:
+            return exc
+
+    def _finish(self, batch: list[QueuedDebit], results: list[Settlement | BaseException]) -> list[QueuedDebit]:
+        """Book the batch's results; returns the debits to try again."""
+        retry: list[QueuedDebit] = []
+        unavailable: StoreUnavailable | None = None
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, StoreUnavailable):
+                retry.append(item)
+                unavailable = result
+                continue
+            if isinstance(result, BaseException):
+                log.error("debit of request %s failed; its hold will expire unsettled: %s", item[1].hold.request_id,
+                          result, exc_info=result)
+            self._done(item)
+        if unavailable is not None:
+            self._postponed(retry, unavailable)
+        return retry
+
+    def _postponed(self, batch: list[QueuedDebit], exc: StoreUnavailable) -> None:
+        log.warning("%d debits postponed (first: request %s): %s (retrying; they are idempotent)", len(batch),
+                    batch[0][1].hold.request_id, exc)
+        if self.leases is not None:
+            self.leases.store_down()
+
+    def _done(self, item: QueuedDebit) -> None:
+        held = item[0]
+        if held.lease is not None and self.leases is not None:
+            # only now may the lease's store hold go: the debit is in the ledger
+            self.leases.done(held.lease, held.reserved, item[1].cost)
 
     async def _release_later(self, hold: Hold) -> None:
         delay = 0.2

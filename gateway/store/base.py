@@ -22,12 +22,14 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
+from newapi_gateway.store.errors import StoreUnavailable
 from newapi_gateway.store.keycache import KeyCache
 from newapi_gateway.store.models import (
     AuditEvent,
     AuditPage,
     BalanceSnapshot,
     Customer,
+    Debit,
     Health,
     Hold,
     KeyRecord,
@@ -234,6 +236,23 @@ class Store(ABC):
         with ``duplicate=True``. Works after the hold expired (the debit still happens). Returns
         only after the transaction committed durably (survives a gateway SIGKILL).
         """
+
+    async def settle_many(self, debits: Sequence[Debit]) -> list[Settlement | BaseException]:
+        """Settle several requests, each exactly as :meth:`settle` would; one result per debit, in
+        order: its Settlement, or the exception that debit met (StoreUnavailable: retry it).
+
+        The stores put the whole lot into one group commit with a single waiter (the meter's batched
+        debits). Raises only for an error that fails every debit alike (e.g. StoreUnavailable).
+        """
+        results: list[Settlement | BaseException] = []
+        for d in debits:
+            try:
+                results.append(await self.settle(d.hold, d.cost, d.usage, d.audit))
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     @abstractmethod
     async def release(self, hold: Hold) -> None:

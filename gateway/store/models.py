@@ -87,7 +87,7 @@ class KeyRecord:
         return not self.settings.allowed_models or model in self.settings.allowed_models
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per request: not frozen (a frozen init costs about twice as much)
 class Hold:
     """An open reservation of credit for one request. ``request_id`` identifies it."""
 
@@ -98,7 +98,7 @@ class Hold:
     expires_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per request: not frozen (a frozen init costs about twice as much)
 class Usage:
     """Token usage of one request, as settled. ``estimated`` when the upstream reported none."""
 
@@ -109,7 +109,7 @@ class Usage:
     estimated: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per request: not frozen (a frozen init costs about twice as much)
 class Settlement:
     """Result of settling a hold. ``duplicate`` when the request was already settled before
     (nothing was charged again; ``charged`` and ``ledger_id`` are the original debit's)."""
@@ -120,6 +120,16 @@ class Settlement:
     released: int
     balance_after: int
     duplicate: bool
+
+
+@dataclass(slots=True)  # built per request: not frozen (a frozen init costs about twice as much)
+class Debit:
+    """One request to settle in :meth:`~newapi_gateway.store.base.Store.settle_many`."""
+
+    hold: Hold
+    cost: int
+    usage: Usage
+    audit: AuditEvent | None = None
 
 
 class LedgerKind(IntEnum):

@@ -415,4 +415,135 @@ V3_FUNCTIONS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1_CORE, V2_AUDIT, V3_FUNCTIONS)
+V4_SETTLE_V2 = Migration(
+    4,
+    "settle v2: set-based (one write per balance, key_spend and usage_daily row per batch)",
+    (
+        # Same contract and outcomes as newapi_settle_v1 (kept for older replicas during a rolling
+        # update), but a batch costs one statement per table instead of five per item: the group
+        # commit puts dozens of debits of the same customer/key/model into one call, and v1 wrote
+        # the same balances/key_spend/usage_daily rows once per item (a row version and WAL record
+        # each). Item by item, v1 did: delete the hold (the FIRST item with a request id gets it);
+        # release (x null): balances.held -= hold, key_spend.held -= hold (floored at 0, existing
+        # rows only); debit: if the ledger already has (customer, request id), or an earlier item
+        # of this batch charged it, it is a duplicate (hold released from balances.held only, the
+        # original debit reported); else charge, ledger row with the running balance, key_spend
+        # (day/month rollover), usage_daily. Sequential floors at 0 of key_spend.held equal one
+        # floor of the sum (hold amounts are >= 0), so the aggregates below write what v1 wrote.
+        # No ON CONFLICT on the ledger insert: duplicates are found under the balance locks (every
+        # ledger writer holds the customer's balance lock), so a unique violation here is a bug
+        # and fails the batch rather than debiting a balance without its ledger row.
+        """
+        CREATE FUNCTION newapi_settle_v2(p_items json, p_now timestamptz)
+        RETURNS TABLE (o_request_id text, o_outcome smallint, o_ledger_id bigint, o_charged bigint,
+                       o_released bigint, o_balance_after bigint)
+        LANGUAGE plpgsql
+        -- Every table is reached by key, a batch at a time: never scan one whole (a cached plan
+        -- made while a table was small would otherwise keep scanning it as it grows).
+        SET enable_seqscan = off
+        AS $$
+        DECLARE
+            v_today date := (p_now AT TIME ZONE 'UTC')::date;
+            v_month date := date_trunc('month', p_now AT TIME ZONE 'UTC')::date;
+        BEGIN
+            -- Balance rows first, ascending (the lock order of every function; see v1).
+            PERFORM 1 FROM balances bl
+                WHERE bl.customer_id IN (SELECT (e ->> 'c')::bigint FROM json_array_elements(p_items) e)
+                ORDER BY bl.customer_id FOR UPDATE;
+            RETURN QUERY
+            WITH it AS MATERIALIZED (
+                SELECT x.ord, x.r, x.c, x.k, x.x, x.m, x.i, x.o, x.s,
+                       row_number() OVER (PARTITION BY x.r ORDER BY x.ord) = 1 AS first_r,
+                       x.x IS NOT NULL
+                           AND row_number() OVER (PARTITION BY x.c, x.r, x.x IS NULL ORDER BY x.ord) = 1
+                           AS first_debit
+                FROM ROWS FROM (json_to_recordset(p_items)
+                                AS (r text, c bigint, k bigint, x bigint, m text, i bigint, o bigint, s boolean))
+                     WITH ORDINALITY AS x (r, c, k, x, m, i, o, s, ord)
+            ), gone AS (
+                DELETE FROM holds h WHERE h.request_id = ANY (ARRAY(SELECT it.r FROM it))
+                RETURNING h.request_id, h.amount
+            ), cls AS MATERIALIZED (
+                SELECT it.ord, it.r, it.c, it.k, it.x, it.m, it.i, it.o, it.s,
+                       coalesce(g.amount, 0) AS hold,
+                       p.id AS p_id, p.charged AS p_charged, p.balance_after AS p_balance,
+                       it.first_debit AND p.id IS NULL AS charge,
+                       (bl.balance - sum(CASE WHEN it.first_debit AND p.id IS NULL THEN it.x ELSE 0 END)
+                           OVER (PARTITION BY it.c ORDER BY it.ord))::bigint AS running
+                FROM it
+                LEFT JOIN gone g ON g.request_id = it.r AND it.first_r
+                -- Settled before this batch? One unique-index probe per debit, whatever the
+                -- statistics say (OFFSET 0 keeps the planner from turning it into a join).
+                LEFT JOIN LATERAL (
+                    SELECT l.id, -l.amount AS charged, l.balance_after FROM ledger l
+                    WHERE it.x IS NOT NULL AND l.customer_id = it.c AND l.idempotency_key = it.r
+                    OFFSET 0
+                ) p ON true
+                LEFT JOIN balances bl ON bl.customer_id = it.c
+            ), ins AS (
+                INSERT INTO ledger (customer_id, key_id, kind, amount, balance_after, idempotency_key, created_at)
+                SELECT c.c, c.k, 3, -c.x, c.running, c.r, p_now FROM cls c WHERE c.charge ORDER BY c.ord
+                RETURNING ledger.customer_id, ledger.idempotency_key, ledger.id, -ledger.amount AS charged,
+                          ledger.balance_after
+            ), per_customer AS (
+                SELECT c.c, sum(CASE WHEN c.charge THEN c.x ELSE 0 END)::bigint AS cost,
+                       sum(c.hold)::bigint AS hold, bool_or(c.x IS NOT NULL) AS debit
+                FROM cls c GROUP BY c.c
+            ), upd_balances AS (
+                UPDATE balances bl
+                SET balance = bl.balance - pc.cost, held = bl.held - pc.hold,
+                    updated_at = CASE WHEN pc.debit THEN p_now ELSE bl.updated_at END
+                FROM per_customer pc
+                WHERE bl.customer_id = pc.c AND (pc.debit OR pc.hold <> 0)
+            ), per_key AS (
+                -- A duplicate's hold leaves balances.held only (as in v1), not key_spend.held.
+                SELECT c.k, count(*) FILTER (WHERE c.charge) AS n,
+                       coalesce(sum(c.x) FILTER (WHERE c.charge), 0)::bigint AS cost,
+                       coalesce(sum(c.hold) FILTER (WHERE c.charge OR c.x IS NULL), 0)::bigint AS hold
+                FROM cls c GROUP BY c.k
+            ), spend_debit AS (
+                INSERT INTO key_spend AS sp (key_id, day, day_spent, day_requests, month, month_spent)
+                SELECT pk.k, v_today, pk.cost, pk.n, v_month, pk.cost FROM per_key pk WHERE pk.n > 0
+                ON CONFLICT (key_id) DO UPDATE SET
+                    held = greatest(sp.held - (SELECT pk.hold FROM per_key pk WHERE pk.k = EXCLUDED.key_id), 0),
+                    day_spent = CASE WHEN sp.day = EXCLUDED.day THEN sp.day_spent + EXCLUDED.day_spent
+                                     ELSE EXCLUDED.day_spent END,
+                    day_requests = CASE WHEN sp.day = EXCLUDED.day THEN sp.day_requests + EXCLUDED.day_requests
+                                        ELSE EXCLUDED.day_requests END,
+                    day = EXCLUDED.day,
+                    month_spent = CASE WHEN sp.month = EXCLUDED.month THEN sp.month_spent + EXCLUDED.month_spent
+                                       ELSE EXCLUDED.month_spent END,
+                    month = EXCLUDED.month
+            ), spend_release AS (
+                UPDATE key_spend sp SET held = greatest(sp.held - pk.hold, 0)
+                FROM per_key pk
+                WHERE sp.key_id = pk.k AND pk.n = 0 AND pk.hold > 0 AND sp.held > 0
+            ), usage AS (
+                INSERT INTO usage_daily AS u (key_id, day, model, customer_id, requests, input_tokens,
+                                              output_tokens, cost, estimated_requests)
+                SELECT c.k, v_today, c.m, (array_agg(c.c ORDER BY c.ord))[1], count(*), sum(c.i)::bigint,
+                       sum(c.o)::bigint, sum(c.x)::bigint, count(*) FILTER (WHERE c.s)
+                FROM cls c WHERE c.charge GROUP BY c.k, c.m
+                ON CONFLICT (key_id, day, model) DO UPDATE SET
+                    requests = u.requests + EXCLUDED.requests,
+                    input_tokens = u.input_tokens + EXCLUDED.input_tokens,
+                    output_tokens = u.output_tokens + EXCLUDED.output_tokens,
+                    cost = u.cost + EXCLUDED.cost,
+                    estimated_requests = u.estimated_requests + EXCLUDED.estimated_requests
+            )
+            SELECT c.r,
+                   (CASE WHEN c.x IS NULL THEN 2 WHEN c.charge THEN 0 ELSE 1 END)::smallint,
+                   CASE WHEN c.x IS NULL THEN NULL ELSE coalesce(c.p_id, n.id) END,
+                   CASE WHEN c.x IS NULL THEN 0 WHEN c.charge THEN c.x ELSE coalesce(c.p_charged, n.charged) END,
+                   CASE WHEN c.charge THEN greatest(c.hold - c.x, 0) ELSE c.hold END,
+                   CASE WHEN c.x IS NULL OR c.charge THEN c.running ELSE coalesce(c.p_balance, n.balance_after) END
+            FROM cls c
+            LEFT JOIN ins n ON n.customer_id = c.c AND n.idempotency_key = c.r AND c.x IS NOT NULL
+            ORDER BY c.ord;
+        END
+        $$
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (V1_CORE, V2_AUDIT, V3_FUNCTIONS, V4_SETTLE_V2)

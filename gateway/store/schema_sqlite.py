@@ -151,4 +151,7 @@ V2_AUDIT = Migration(
 #: version (both back ends report the same schema version).
 V3_FUNCTIONS = Migration(3, "hot-path logic v1 (in Python for SQLite)", ("SELECT 1",))
 
-MIGRATIONS: tuple[Migration, ...] = (V1_CORE, V2_AUDIT, V3_FUNCTIONS)
+#: Version 4 is PostgreSQL's set-based settle function; nothing to do here either.
+V4_SETTLE_V2 = Migration(4, "settle v2 (PostgreSQL function; SQLite settles in Python)", ("SELECT 1",))
+
+MIGRATIONS: tuple[Migration, ...] = (V1_CORE, V2_AUDIT, V3_FUNCTIONS, V4_SETTLE_V2)

@@ -53,6 +53,7 @@ from newapi_gateway.store.models import (
     AuditPage,
     BalanceSnapshot,
     Customer,
+    Debit,
     Health,
     Hold,
     KeyRecord,
@@ -500,6 +501,15 @@ class SqliteStore(Store):
         for name in ("input_tokens", "output_tokens"):
             check_amount(f"usage.{name}", getattr(usage, name))
         return await self._settle_batch.submit(_SettleItem(hold, cost, usage, audit, self.clock()))
+
+    async def settle_many(self, debits: Sequence[Debit]) -> list[Settlement | BaseException]:
+        now = self.clock()
+        for d in debits:
+            check_amount("cost", d.cost)
+            check_amount("usage.input_tokens", d.usage.input_tokens)
+            check_amount("usage.output_tokens", d.usage.output_tokens)
+        items = [_SettleItem(d.hold, d.cost, d.usage, d.audit, now) for d in debits]
+        return await self._settle_batch.submit_many(items)
 
     async def release(self, hold: Hold) -> None:
         await self._settle_batch.submit(_SettleItem(hold, None, None, None, self.clock()))

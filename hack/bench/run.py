@@ -60,6 +60,7 @@ def make_scenarios(
         "nginx": scenarios.Nginx(),
         "gateway": scenarios.Gateway(command=gateway_cmd),
         "fullpath": scenarios.FullPath(command=fullpath_cmd, load_cpu=load_cpu),
+        "fullpath-noaudit": scenarios.FullPath(command=fullpath_cmd, load_cpu=load_cpu, audit=False),
         # issue 8's peers (hack/bench/compare.py runs them side by side, with the soak, keys, Channel apply)
         "litellm": peers.LiteLLM(),
         "portkey": peers.Portkey(),
@@ -74,9 +75,10 @@ FULLPATH_TARGETS: tuple[tuple[str, str, float, str], ...] = (
 )
 
 
-def fullpath_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Full path vs pass-through vs direct (pure): ratios, targets and state operations per request."""
-    full = results.get("fullpath", {})
+def fullpath_summary(results: dict[str, dict[str, Any]], name: str = "fullpath") -> dict[str, Any]:
+    """Full path (scenario ``name``) vs pass-through vs direct (pure): ratios, targets and state
+    operations per request."""
+    full = results.get(name, {})
     if not full.get("available"):
         return {}
     m = report.metrics(full)
@@ -96,13 +98,14 @@ def fullpath_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         status = "not measured" if value is None else (
             "pass" if (value >= limit if op == ">=" else value <= limit) else "FAIL")
         targets.append({"target": text, "key": key, "value": value, "status": status})
-    return {"ratios": ratios, "targets": targets, "state_per_request": full.get("state_per_request", {})}
+    return {"scenario": name, "ratios": ratios, "targets": targets,
+            "state_per_request": full.get("state_per_request", {})}
 
 
 def fullpath_table(summary: dict[str, Any]) -> str:
     if not summary:
         return ""
-    lines = ["", "full path (issue 5):"]
+    lines = ["", f"full path (issue 5), scenario {summary.get('scenario', 'fullpath')}:"]
     lines.append("  " + ", ".join(f"{k}={v}" for k, v in summary["ratios"].items()))
     for run_name, per in summary["state_per_request"].items():
         shown = ", ".join(f"{k}={v}" for k, v in per.items())
@@ -225,8 +228,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Gateway benchmark (see hack/bench/README.md).")
     p.add_argument("--quick", action="store_true", help="short smoke run (~1 minute)")
     p.add_argument("--out", default="bench-results.json", help="JSON results file (default bench-results.json)")
-    p.add_argument("--scenarios", default="direct,nginx,gateway,fullpath",
-                   help="comma-separated (direct, nginx, gateway, fullpath; also litellm, portkey)")
+    p.add_argument("--scenarios", default="direct,nginx,gateway,fullpath,fullpath-noaudit",
+                   help="comma-separated (direct, nginx, gateway, fullpath, fullpath-noaudit; also litellm, "
+                   "portkey)")
     p.add_argument(
         "--gateway-cmd",
         default=scenarios.DEFAULT_GATEWAY_COMMAND,
@@ -299,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         upstream.stop()
     ratio_table = report.ratios(results)
     fullpath = fullpath_summary(results)
+    fullpath_noaudit = fullpath_summary(results, "fullpath-noaudit")
     elapsed = round(time.time() - started, 1)
     document: dict[str, Any] = {
         "meta": {
@@ -322,10 +327,12 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratio_table,
         "targets": report.check_targets(ratio_table),
         "fullpath": fullpath,
+        "fullpath_noaudit": fullpath_noaudit,
     }
     Path(args.out).write_text(json.dumps(document, indent=2) + "\n")
     print(report.table(results))
     print(fullpath_table(fullpath))
+    print(fullpath_table(fullpath_noaudit))
     print(f"\nresults: {args.out} ({elapsed} s; load average at start {load_before[0]:.2f})")
     if args.keep_workdir:
         print(f"workdir: {workdir}")

@@ -64,6 +64,44 @@ async def test_a_failed_flush_fails_its_batch_only_and_a_cancelled_caller_does_n
     await gc.drain()
 
 
+async def test_submit_many_rides_one_flush_with_one_result_per_item() -> None:
+    batches: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def flush(items: Sequence[int]) -> list[int | BaseException]:
+        batches.append(list(items))
+        await gate.wait()
+        return [ValueError(str(i)) if i % 5 == 0 else -i for i in items]
+
+    gc: GroupCommitter[int, int] = GroupCommitter(flush, max_batch=4)
+    first = asyncio.ensure_future(gc.submit(1))
+    await asyncio.sleep(0)
+    group = asyncio.ensure_future(gc.submit_many([2, 3, 5]))
+    single = asyncio.ensure_future(gc.submit(6))
+    big = asyncio.ensure_future(gc.submit_many(list(range(7, 13))))  # larger than max_batch: flushed whole
+    tail = asyncio.ensure_future(gc.submit(13))
+    await asyncio.sleep(0)
+    gate.set()
+    assert await first == -1
+    got = await group
+    assert got[:2] == [-2, -3]
+    assert isinstance(got[2], ValueError)  # a failed item does not raise
+    assert await single == -6
+    assert [r if not isinstance(r, BaseException) else "err" for r in await big] == [-7, -8, -9, "err", -11, -12]
+    assert await tail == -13
+    assert batches == [[1], [2, 3, 5, 6], list(range(7, 13)), [13]]
+    assert await gc.submit_many([]) == []
+
+
+async def test_submit_many_raises_when_the_whole_flush_fails() -> None:
+    async def flush(items: Sequence[int]) -> list[int | BaseException]:
+        raise ConnectionError("database went away")
+
+    gc: GroupCommitter[int, int] = GroupCommitter(flush)
+    with pytest.raises(ConnectionError):
+        await gc.submit_many([1, 2])
+
+
 def _record(key_id: int) -> KeyRecord:
     return KeyRecord(key_id, 1, "c", "sk-x", "active", 0, KeySettings(tier="pro"))
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -13,7 +15,8 @@ from newapi_gateway.store import schema_pg, schema_sqlite
 from newapi_gateway.store.errors import MigrationError
 from newapi_gateway.store.keys import generate_key
 from newapi_gateway.store.migrations import Migration, migrate_postgres, migrate_sqlite
-from newapi_gateway.store.models import LedgerKind, Usage
+from newapi_gateway.store.models import Hold, LedgerKind, Usage
+from newapi_gateway.store.postgres import PostgresStore
 from tests.gateway.store.conftest import Backend
 
 HEAD = len(schema_pg.MIGRATIONS)
@@ -153,3 +156,43 @@ def test_numbering_gaps_and_bad_targets_are_refused() -> None:
     with pytest.raises(sqlite3.OperationalError):
         migrate_sqlite(lite, (Migration(1, "ok", ("CREATE TABLE t (x)",)), Migration(2, "bad", ("NOT SQL",))))
     assert lite.execute("SELECT count(*) FROM sqlite_master WHERE name = 't'").fetchone()[0] == 0
+
+
+async def test_settle_v2_arrives_on_a_version_3_database(pg_dsn: str) -> None:
+    """Migration 4 on a database at version 3 whose debits were settled by newapi_settle_v1: the
+    store (now on v2) sees them as settled, and v1 stays callable for older replicas."""
+    key = generate_key()
+    now = datetime.now(UTC)
+    items = [{"r": f"req-{i}", "c": 1, "k": 1, "x": 100, "m": "qwen", "i": 1, "o": 2, "s": False} for i in range(3)]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await migrate_postgres(conn, schema_pg.MIGRATIONS, target=3) == 3
+        await conn.execute(
+            "INSERT INTO customers (external_id) VALUES ('legacy'); "
+            "INSERT INTO balances (customer_id, balance) VALUES (1, 1000); INSERT INTO key_spend (key_id) VALUES (1)"
+        )
+        await conn.execute("INSERT INTO keys (customer_id, key_hash, prefix, tier) VALUES (1, $1, $2, 'pro')",
+                           key.hash, key.prefix)
+        assert await conn.fetchval("SELECT to_regprocedure('newapi_settle_v2(json, timestamptz)')") is None
+        settled = await conn.fetch("SELECT * FROM newapi_settle_v1($1::json, $2)", json.dumps(items[:1]), now)
+        assert [(r["o_outcome"], r["o_balance_after"]) for r in settled] == [(0, 900)]
+    finally:
+        await conn.close()
+
+    store = PostgresStore(pg_dsn)
+    await store.open()
+    try:
+        assert await store.schema_version() == HEAD
+        holds = [Hold(f"req-{i}", 1, 1, 100, now) for i in range(2)]
+        again, new = [await store.settle(h, 100, Usage("qwen", "c", 1, 2)) for h in holds]
+        assert (again.duplicate, again.ledger_id, again.balance_after) == (True, settled[0]["o_ledger_id"], 900)
+        assert (new.duplicate, new.charged, new.balance_after) == (False, 100, 800)
+    finally:
+        await store.close()
+
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # an older replica during the rolling update
+        rows = await conn.fetch("SELECT * FROM newapi_settle_v1($1::json, $2)", json.dumps(items), now)
+        assert [(r["o_outcome"], r["o_balance_after"]) for r in rows] == [(1, 900), (1, 800), (0, 700)]
+    finally:
+        await conn.close()
