@@ -1,8 +1,9 @@
 """Per-key admission limits: RPM and TPM (GCRA) and the tier's daily request quota.
 
-:class:`~newapi_gateway.limits.redis.RedisLimiter` (shared across replicas, one atomic Lua call
-per request) and :class:`~newapi_gateway.limits.local.LocalLimiter` (embedded mode) implement the
-same :class:`~newapi_gateway.limits.base.Limiter` interface with identical results.
+:class:`~newapi_gateway.limits.redis.RedisLimiter` (shared across replicas; atomic Lua, the
+checks of one event-loop turn in one call) and
+:class:`~newapi_gateway.limits.local.LocalLimiter` (embedded mode) implement the same
+:class:`~newapi_gateway.limits.base.Limiter` interface with identical results.
 """
 
 from __future__ import annotations

@@ -79,7 +79,11 @@ def process_tree(pid: int) -> list[int]:
     while todo:
         current = todo.pop()
         out.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:  # the process (or thread) exited meanwhile
+            continue
+        for task in tasks:
             try:
                 todo.extend(int(c) for c in (task / "children").read_text().split())
             except OSError:
