@@ -238,6 +238,7 @@ class StoreMeter:
         delay = 0.1
         try:
             while batch:
+                results: list[Settlement | BaseException] | None = None
                 try:
                     results = await self.store.settle_many([debit for _, debit in batch])
                 except StoreUnavailable as exc:
@@ -245,8 +246,7 @@ class StoreMeter:
                 except Exception:
                     log.exception("a batch of %d debits failed; writing them one by one", len(batch))
                     results = [await self._debit_one(item) for item in batch]
-                    batch = self._finish(batch, results)
-                else:
+                if results is not None:
                     batch = self._finish(batch, results)
                 if batch:
                     await asyncio.sleep(delay)

@@ -22,7 +22,6 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from newapi_gateway.store.errors import StoreUnavailable
 from newapi_gateway.store.keycache import KeyCache
 from newapi_gateway.store.models import (
     AuditEvent,
@@ -78,6 +77,13 @@ def check_amount(field: str, value: int, *, minimum: int = 0) -> None:
         raise ValueError(f"{field}: must be >= {minimum} micro-credits, got {value}")
     if value >= 2**62:
         raise ValueError(f"{field}: {value} micro-credits is out of range")
+
+
+def check_debit(cost: int, usage: Usage) -> None:
+    """Validate what a settle charges: the cost and the usage's token counts (integers, >= 0)."""
+    check_amount("cost", cost)
+    check_amount("usage.input_tokens", usage.input_tokens)
+    check_amount("usage.output_tokens", usage.output_tokens)
 
 
 def check_key_hash(key_hash: bytes) -> None:
@@ -237,22 +243,14 @@ class Store(ABC):
         only after the transaction committed durably (survives a gateway SIGKILL).
         """
 
+    @abstractmethod
     async def settle_many(self, debits: Sequence[Debit]) -> list[Settlement | BaseException]:
         """Settle several requests, each exactly as :meth:`settle` would; one result per debit, in
         order: its Settlement, or the exception that debit met (StoreUnavailable: retry it).
 
-        The stores put the whole lot into one group commit with a single waiter (the meter's batched
-        debits). Raises only for an error that fails every debit alike (e.g. StoreUnavailable).
+        The whole lot goes into one group commit with a single waiter (the meter's batched debits).
+        Raises only for an error that fails every debit alike (e.g. StoreUnavailable).
         """
-        results: list[Settlement | BaseException] = []
-        for d in debits:
-            try:
-                results.append(await self.settle(d.hold, d.cost, d.usage, d.audit))
-            except StoreUnavailable:
-                raise
-            except Exception as exc:
-                results.append(exc)
-        return results
 
     @abstractmethod
     async def release(self, hold: Hold) -> None:

@@ -31,6 +31,7 @@ from newapi_gateway.store.base import (
     Clock,
     Store,
     check_amount,
+    check_debit,
     check_id,
     check_key_hash,
     clamp_int32,
@@ -613,16 +614,12 @@ class PostgresStore(Store):
     # -- settle / release ----------------------------------------------------------------------
 
     async def settle(self, hold: Hold, cost: int, usage: Usage, audit: AuditEvent | None = None) -> Settlement:
-        check_amount("cost", cost)
-        for name in ("input_tokens", "output_tokens"):
-            check_amount(f"usage.{name}", getattr(usage, name))
+        check_debit(cost, usage)
         return await self._settle_batch.submit(_SettleItem(hold, cost, usage, audit))
 
     async def settle_many(self, debits: Sequence[Debit]) -> list[Settlement | BaseException]:
         for d in debits:
-            check_amount("cost", d.cost)
-            check_amount("usage.input_tokens", d.usage.input_tokens)
-            check_amount("usage.output_tokens", d.usage.output_tokens)
+            check_debit(d.cost, d.usage)
         return await self._settle_batch.submit_many(debits)  # a Debit is a settle item as it is
 
     async def release(self, hold: Hold) -> None:

@@ -26,6 +26,7 @@ from newapi_gateway.store.base import (
     Clock,
     Store,
     check_amount,
+    check_debit,
     check_id,
     check_key_hash,
     decode_cursor,
@@ -497,17 +498,13 @@ class SqliteStore(Store):
     # -- settle / release ----------------------------------------------------------------------
 
     async def settle(self, hold: Hold, cost: int, usage: Usage, audit: AuditEvent | None = None) -> Settlement:
-        check_amount("cost", cost)
-        for name in ("input_tokens", "output_tokens"):
-            check_amount(f"usage.{name}", getattr(usage, name))
+        check_debit(cost, usage)
         return await self._settle_batch.submit(_SettleItem(hold, cost, usage, audit, self.clock()))
 
     async def settle_many(self, debits: Sequence[Debit]) -> list[Settlement | BaseException]:
         now = self.clock()
         for d in debits:
-            check_amount("cost", d.cost)
-            check_amount("usage.input_tokens", d.usage.input_tokens)
-            check_amount("usage.output_tokens", d.usage.output_tokens)
+            check_debit(d.cost, d.usage)
         items = [_SettleItem(d.hold, d.cost, d.usage, d.audit, now) for d in debits]
         return await self._settle_batch.submit_many(items)
 
