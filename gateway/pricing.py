@@ -36,6 +36,8 @@ REPLY_PRIMING = 3
 #: English and ~1 token per 3-byte character on CJK; 3 covers both without a tokenizer.
 BYTES_PER_TOKEN = 3
 _IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
+#: Chat request fields the model sees as serialized JSON (counted by ``_json_tokens``).
+_CHAT_SCHEMA_FIELDS = ("tools", "functions", "response_format")
 
 
 class ModelPriceLike(Protocol):
@@ -123,20 +125,53 @@ class HoldEstimate:
 
 def text_tokens(text: str) -> int:
     """Token estimate for a string: UTF-8 bytes / 3, rounded up."""
-    return -(-len(text.encode("utf-8", "surrogatepass")) // BYTES_PER_TOKEN)
+    # an ASCII string's length is its UTF-8 size (isascii() is O(1): CPython records it)
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return -(-size // BYTES_PER_TOKEN)
 
 
 def _value_tokens(value: Any) -> int:
     """Walk message content: strings count as text, image parts a fixed amount, other scalars 0."""
+    kind = type(value)
+    if kind is str:  # exact types first: the per-request common case (parsed JSON), without isinstance
+        return text_tokens(value)
+    if kind is dict:
+        return _dict_tokens(value)
+    if kind is list:
+        total = 0
+        for v in value:
+            total += _value_tokens(v)
+        return total
     if isinstance(value, str):
         return text_tokens(value)
     if isinstance(value, list):
         return sum(_value_tokens(v) for v in value)
     if isinstance(value, dict):
-        if value.get("type") in _IMAGE_PART_TYPES:
-            return IMAGE_TOKENS
-        return sum(_value_tokens(v) for k, v in value.items() if k != "type")
+        return _dict_tokens(value)
     return 0
+
+
+def _dict_tokens(value: Mapping[str, Any]) -> int:
+    """A message or content part: an image part counts a fixed amount, else every value but ``type``."""
+    if value.get("type") in _IMAGE_PART_TYPES:
+        return IMAGE_TOKENS
+    total = 0
+    for k, v in value.items():
+        if type(v) is str:  # role, content, name: the common case, inline
+            if k != "type":
+                total -= -(len(v) if v.isascii() else len(v.encode("utf-8", "surrogatepass"))) // BYTES_PER_TOKEN
+        elif k != "type":
+            total += _value_tokens(v)
+    return total
+
+
+def _messages_tokens(messages: Any) -> int:
+    """Chat/Messages ``messages``: per-message overhead plus each message's content."""
+    total = 0
+    for m in messages:
+        if isinstance(m, dict):
+            total += MESSAGE_OVERHEAD + _dict_tokens(m)
+    return total
 
 
 def _json_tokens(value: Any) -> int:
@@ -164,22 +199,24 @@ def estimate_prompt_tokens(body: Mapping[str, Any], operation: str) -> int:
     if operation == "completions":
         return _input_tokens(body.get("prompt")) + _input_tokens(body.get("suffix"))
     if operation == "chat":
-        messages = body.get("messages") or []
-        total = REPLY_PRIMING + sum(MESSAGE_OVERHEAD + _value_tokens(m) for m in messages if isinstance(m, dict))
-        for field in ("tools", "functions", "response_format"):
-            total += _json_tokens(body.get(field))
+        total = REPLY_PRIMING + _messages_tokens(body.get("messages") or ())
+        for field in _CHAT_SCHEMA_FIELDS:
+            value = body.get(field)
+            if value is not None:
+                total += _json_tokens(value)
         return total
     if operation == "messages":
-        messages = body.get("messages") or []
         total = REPLY_PRIMING + _value_tokens(body.get("system"))
-        total += sum(MESSAGE_OVERHEAD + _value_tokens(m) for m in messages if isinstance(m, dict))
+        total += _messages_tokens(body.get("messages") or ())
         return total + _json_tokens(body.get("tools"))
     raise ValueError(f"operation: unknown {operation!r} (chat, completions, embeddings or messages)")
 
 
 def _positive_int(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
+    if value is None:
+        return None
+    if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)):
+        return value if value > 0 else None
     return None
 
 
@@ -193,7 +230,8 @@ def max_output_tokens(body: Mapping[str, Any], operation: str, policy: HoldPolic
         limit = _positive_int(body.get("max_tokens"))
     if limit is None:
         limit = policy.default_max_output_tokens
-    choices = _positive_int(body.get("n")) or 1
+    n = body.get("n")
+    choices = 1 if n is None else (_positive_int(n) or 1)
     if operation == "completions":
         choices = max(choices, _positive_int(body.get("best_of")) or 1)
     return limit * choices

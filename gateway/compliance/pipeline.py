@@ -169,9 +169,13 @@ class ComplianceHooks:
 
     def channel_filter(self, ctx: RequestContext, channel: CompiledChannel) -> GatewayError | None:
         """Geo (451), then AUP ``per-channel`` (400), for one candidate channel."""
-        plan = self.plan_for(ctx.snapshot.table)
+        table = ctx.snapshot.table
+        plan = self.plan_for(table)
         location: Location | None = ctx.notes.get(NOTE_LOCATION)
         if location is None:
+            if (not channel.commercial and not plan.geo.apply_to_in_cluster and plan.aup.enforcement != "per-channel"
+                    and not table.policy.audit.enabled):
+                return None  # nothing to decide and no audit row to record the location in
             location = ctx.notes[NOTE_LOCATION] = plan.resolver.resolve(ctx.peer, ctx.headers)
         decision = decide(plan.geo, location, channel)
         if not decision.allowed:

@@ -74,8 +74,9 @@ class LimitDecision:
     reset_quota: float | None = None
     retry_after: float | None = None
 
-    def headers(self) -> dict[str, str]:
-        """OpenAI's rate-limit headers (for every response) plus ``Retry-After`` on a retryable 429."""
+    def headers(self, *, daily: bool = False) -> dict[str, str]:
+        """OpenAI's rate-limit headers (for every response) plus ``Retry-After`` on a retryable 429;
+        with ``daily``, also the daily quota's (``x-ratelimit-*-requests-day``, when it is set)."""
         out: dict[str, str] = {}
         if self.limit_requests is not None:
             out["x-ratelimit-limit-requests"] = str(self.limit_requests)
@@ -85,6 +86,10 @@ class LimitDecision:
             out["x-ratelimit-limit-tokens"] = str(self.limit_tokens)
             out["x-ratelimit-remaining-tokens"] = str(self.remaining_tokens or 0)
             out["x-ratelimit-reset-tokens"] = format_duration(self.reset_tokens or 0.0)
+        if daily and self.daily_quota is not None:
+            out["x-ratelimit-limit-requests-day"] = str(self.daily_quota)
+            out["x-ratelimit-remaining-requests-day"] = str(self.remaining_quota or 0)
+            out["x-ratelimit-reset-requests-day"] = format_duration(self.reset_quota or 0.0)
         if not self.allowed and self.retry_after is not None:
             out["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
         return out
@@ -116,6 +121,19 @@ def format_duration(seconds: float) -> str:
     total_ms = math.ceil(seconds * 1000 - 1e-6)
     if total_ms < 1000:
         return f"{total_ms}ms" if total_ms > 0 else "0s"
+    global _last_long
+    last = _last_long  # one tuple, replaced whole: safe to share between threads
+    if total_ms == last[0]:  # the daily reset: the same for every check of a Redis batch
+        return last[1]
+    text = _long_duration(total_ms)
+    _last_long = (total_ms, text)
+    return text
+
+
+_last_long: tuple[int, str] = (-1, "")
+
+
+def _long_duration(total_ms: int) -> str:
     hours, rest = divmod(total_ms, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
     whole, ms = divmod(rest, 1000)  # integer maths: the same text as f"{rest / 1000:.3f}" stripped

@@ -28,11 +28,9 @@ from newapi_gateway.pricing import HoldPolicy
 from newapi_gateway.store import StoreUnavailable
 
 from .errors import rate_limited, store_unavailable
-from .meter import request_estimate
+from .meter import PENDING_NOTE, request_estimate
 from .resolver import record_of
 
-#: ``RequestContext.notes`` entry holding the limiter check in flight (overlap mode).
-PENDING_NOTE = "metering.limits"
 #: How long a refused key is checked sequentially (seconds, at most).
 REFUSED_MEMORY = 60.0
 
@@ -112,14 +110,12 @@ class LimitsAdmission:
             decision = await self.limiter.check(key_id, spec, tokens)
         except StoreUnavailable as exc:
             raise store_unavailable(exc) from None
-        extra = quota_headers(decision)
         if not decision.allowed:
             if len(self._refused) > 100_000:
                 self._refused.clear()
             self._refused[key_id] = time.monotonic() + min(decision.retry_after or 1.0, REFUSED_MEMORY)
-            raise rate_limited(decision, extra)
-        headers = decision.headers()
-        headers.update(extra)
+            raise rate_limited(decision, quota_headers(decision))
+        headers = decision.headers(daily=True)
         if ctx.response_headers:
             ctx.response_headers.update(headers)
         else:

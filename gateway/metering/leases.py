@@ -14,10 +14,11 @@ taken off the remaining credit for good. Across replicas each lease is a separat
 
 When a lease cannot be granted (the customer's credit is too close), requests fall back to exact
 per-request holds, so the edge of the balance behaves as without leases. Keys sending fewer than
-``min_rate`` requests a second never lease, nor do keys with a spending cap (a lease would count
-against the cap before it is spent). When a debit finds the store unreachable, every lease is
-retired and none is used for ``STORE_DOWN_PAUSE`` seconds: requests then need the store for their
-hold again, so an outage fails closed (503) instead of serving on reserved credit.
+``min_rate`` requests a second (in the current second or the one before) never lease, nor do keys
+with a spending cap (a lease would count against the cap before it is spent). When a debit finds
+the store unreachable, every lease is retired and none is used for ``STORE_DOWN_PAUSE`` seconds:
+requests then need the store for their hold again, so an outage fails closed (503) instead of
+serving on reserved credit.
 
 Retirement: a lease stops handing out credit when it cannot cover the next request, after a
 quarter of the hold TTL (so the store never expires a lease in use), or when idle for
@@ -76,6 +77,8 @@ class Lease:
 class _Rate:
     window: float
     count: int
+    #: requests in the second before ``window`` (0 when that second is not the one just before)
+    previous: int = 0
 
 
 class LeaseBook:
@@ -126,15 +129,21 @@ class LeaseBook:
             self._retire(key_id, lease)
 
     def busy(self, key_id: int) -> bool:
-        """Count a request of ``key_id``; True once the key sends ``min_rate`` requests a second."""
+        """Count a request of ``key_id``; True once the key sends ``min_rate`` requests a second: in
+        the current one-second window so far, or in the window just before it (so a steadily busy
+        key does not fall back to per-request holds at the start of every window)."""
         now = self.clock()
         rate = self._rates.get(key_id)
-        if rate is None or now - rate.window >= 1.0:
+        if rate is None:
             if len(self._rates) > 100_000:
                 self._rates.clear()
             self._rates[key_id] = rate = _Rate(now, 0)
+        elif now - rate.window >= 1.0:
+            rate.previous = rate.count if now - rate.window < 2.0 else 0
+            rate.window = now
+            rate.count = 0
         rate.count += 1
-        return rate.count >= self.min_rate
+        return rate.count >= self.min_rate or rate.previous >= self.min_rate
 
     def leased(self, key_id: int) -> bool:
         """True when the key has a lease on this replica (its requests' holds need no round trip)."""

@@ -52,6 +52,9 @@ log = logging.getLogger("newapi_gateway.metering")
 
 #: ``RequestContext.notes`` entry caching the request's token estimate.
 ESTIMATE_NOTE = "metering.estimate"
+#: ``RequestContext.notes`` entry holding the admission's limiter check in flight (overlap mode);
+#: on the credit-lease path the meter awaits ``after_hold`` only when it is there.
+PENDING_NOTE = "metering.limits"
 ZERO_PRICE = Price(0, 0)
 
 #: Builds the audit row settled together with the debit (issue 7's seam); None = no row.
@@ -152,7 +155,7 @@ class StoreMeter:
             if lease is not None:
                 held = HeldRequest(Hold(request_id, record.customer_id, record.id, 0, lease.hold.expires_at),
                                    price, multiplier, model, channel.name, est, lease, amount)
-                if self.after_hold is not None:
+                if self.after_hold is not None and PENDING_NOTE in ctx.notes:
                     try:
                         await self.after_hold(ctx)
                     except BaseException:
@@ -188,18 +191,22 @@ class StoreMeter:
     async def settle(self, ctx: RequestContext, hold: object, usage: WireUsage | None, outcome: str) -> None:
         if not isinstance(hold, HeldRequest):
             return
-        bill = bill_tokens(
-            usage, outcome, hold.estimate, stream=ctx.stream, delivered_events=ctx.delivered_events,
-            response_body=ctx.response_body,
-        )
-        if bill is None:
-            if hold.lease is not None and self.leases is not None:
-                self.leases.done(hold.lease, hold.reserved, 0)
-            else:
-                await self._release(hold.hold)
-            return
-        amount = cost(hold.price, bill.input_tokens, bill.output_tokens, hold.multiplier_percent)
-        usage_row = Usage(hold.model, hold.channel, bill.input_tokens, bill.output_tokens, bill.estimated)
+        if usage is not None and usage.reported and outcome == "ok":  # the common case, without a Bill
+            input_tokens, output_tokens, estimated = usage.input_tokens, usage.output_tokens, False
+        else:
+            bill = bill_tokens(
+                usage, outcome, hold.estimate, stream=ctx.stream, delivered_events=ctx.delivered_events,
+                response_body=ctx.response_body,
+            )
+            if bill is None:
+                if hold.lease is not None and self.leases is not None:
+                    self.leases.done(hold.lease, hold.reserved, 0)
+                else:
+                    await self._release(hold.hold)
+                return
+            input_tokens, output_tokens, estimated = bill.input_tokens, bill.output_tokens, bill.estimated
+        amount = cost(hold.price, input_tokens, output_tokens, hold.multiplier_percent)
+        usage_row = Usage(hold.model, hold.channel, input_tokens, output_tokens, estimated)
         audit = self.audit(ctx, hold, amount, usage_row) if self.audit is not None else None
         item = (hold, Debit(hold.hold, amount, usage_row, audit))
         if self.settle_delay <= 0:

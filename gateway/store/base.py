@@ -16,11 +16,13 @@ down; the store recovers by itself when it is back.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from newapi_gateway.store.keycache import KeyCache
 from newapi_gateway.store.models import (
@@ -81,9 +83,13 @@ def check_amount(field: str, value: int, *, minimum: int = 0) -> None:
 
 def check_debit(cost: int, usage: Usage) -> None:
     """Validate what a settle charges: the cost and the usage's token counts (integers, >= 0)."""
+    i, o = usage.input_tokens, usage.output_tokens
+    if (type(cost) is int and type(i) is int and type(o) is int and 0 <= cost < 2**62 and 0 <= i < 2**62
+            and 0 <= o < 2**62):
+        return  # every debit of the hot path: one test instead of three calls
     check_amount("cost", cost)
-    check_amount("usage.input_tokens", usage.input_tokens)
-    check_amount("usage.output_tokens", usage.output_tokens)
+    check_amount("usage.input_tokens", i)
+    check_amount("usage.output_tokens", o)
 
 
 def check_key_hash(key_hash: bytes) -> None:
@@ -126,6 +132,12 @@ def from_epoch_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A shared lookup whose callers all went away: consume its outcome (no "never retrieved" noise)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Store(ABC):
     """The state layer. Implementations: :class:`~newapi_gateway.store.sqlite.SqliteStore`,
     :class:`~newapi_gateway.store.postgres.PostgresStore`."""
@@ -136,6 +148,11 @@ class Store(ABC):
     def __init__(self, *, key_cache_ttl: float = 1.0, clock: Clock = utcnow) -> None:
         self.key_cache = KeyCache(ttl=key_cache_ttl)
         self.clock = clock
+        # cache misses in flight: hash -> (cache generation it started at, the lookup); concurrent
+        # misses of one key share one database read instead of one each when its entry expires
+        self._lookups: dict[bytes, tuple[tuple[int, int], asyncio.Task[KeyRecord | None]]] = {}
+        #: Database reads made by :meth:`resolve_key` (cache misses, shared by concurrent callers).
+        self.key_lookups = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -213,8 +230,26 @@ class Store(ABC):
         hit, record = self.key_cache.get(key_hash)
         if hit:
             return record
-        generation = self.key_cache.generation
-        record = await self.lookup_key(key_hash)
+        cache = self.key_cache
+        generation = cache.generation
+        inflight = self._lookups.get(key_hash)
+        # join a read in flight only when no invalidation happened since it started (it might
+        # predate a revocation this caller must see)
+        if inflight is None or inflight[0] != generation:
+            task = asyncio.get_running_loop().create_task(self._lookup_shared(key_hash, generation))
+            inflight = self._lookups[key_hash] = (generation, task)
+            task.add_done_callback(_retrieved)
+        # shielded: a caller going away (client disconnect) does not cancel the others' read
+        return await asyncio.shield(inflight[1])
+
+    async def _lookup_shared(self, key_hash: bytes, generation: tuple[int, int]) -> KeyRecord | None:
+        self.key_lookups += 1
+        try:
+            record = await self.lookup_key(key_hash)
+        finally:
+            entry = self._lookups.get(key_hash)
+            if entry is not None and entry[0] == generation:
+                del self._lookups[key_hash]
         self.key_cache.put(key_hash, record, generation)
         return record
 

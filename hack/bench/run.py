@@ -46,9 +46,13 @@ class Plan:
     one_conn_warmup: int
     streams: int
     stream_warmup: int
+    #: run.py measures the scenarios' req/s in this many interleaved rounds of ``wrk_s / rounds``
+    #: seconds each (every scenario once per round, in turn) and reports the median round, so a
+    #: slow minute of the VM weighs on every scenario alike instead of on the one measured then
+    rounds: int = 1
 
 
-FULL = Plan(warmup_s=2, wrk_s=10, one_conn=3000, one_conn_warmup=300, streams=1000, stream_warmup=100)
+FULL = Plan(warmup_s=2, wrk_s=12, one_conn=3000, one_conn_warmup=300, streams=1000, stream_warmup=100, rounds=4)
 QUICK = Plan(warmup_s=1, wrk_s=3, one_conn=500, one_conn_warmup=100, streams=200, stream_warmup=20)
 
 
@@ -60,7 +64,7 @@ def make_scenarios(
         "nginx": scenarios.Nginx(),
         "gateway": scenarios.Gateway(command=gateway_cmd),
         "fullpath": scenarios.FullPath(command=fullpath_cmd, load_cpu=load_cpu),
-        "fullpath-noaudit": scenarios.FullPath(command=fullpath_cmd, load_cpu=load_cpu, audit=False),
+        "fullpath-metering": scenarios.FullPath(command=fullpath_cmd, load_cpu=load_cpu, compliance=False),
         # issue 8's peers (hack/bench/compare.py runs them side by side, with the soak, keys, Channel apply)
         "litellm": peers.LiteLLM(),
         "portkey": peers.Portkey(),
@@ -149,31 +153,125 @@ def _wrk(target: scenarios.Target, script: Path, connections: int, seconds: floa
     return wrk.parse_output(done.stdout)
 
 
-def measure(target: scenarios.Target, plan: Plan, workdir: Path) -> dict[str, Any]:
-    """All measurements of one scenario."""
-    _smoke(target)
-    script = workdir / "post.lua"
-    script.write_text(wrk.lua_script("POST", json.dumps(NON_STREAM_BODY), _headers(target)))
-    tree = procs.process_tree(target.pid)
-    _wrk(target, script, 32, plan.warmup_s)
-    result: dict[str, Any] = {"available": True, "note": target.note}
-    state: dict[str, dict[str, float]] = {}
-    before = target.counters() if target.counters else None
-    c32 = _wrk(target, script, 32, plan.wrk_s)
-    result["c32"] = c32.to_json()
-    if target.counters and before is not None:
-        state["c32"] = _per_request(before, target.counters(), c32.requests)
-        before = target.counters()
-    cpu_before = procs.cpu_seconds(tree)
-    c128 = _wrk(target, script, 128, plan.wrk_s)
-    cpu_used = procs.cpu_seconds(tree) - cpu_before
-    result["c128"] = c128.to_json()
-    if target.counters and before is not None:
-        state["c128"] = _per_request(before, target.counters(), c128.requests)
-    if state:
-        result["state_per_request"] = state
-    result["cpu_ms_per_req"] = round(cpu_used * 1000 / c128.requests, 4) if c128.requests else None
+@dataclass
+class Throughput:
+    """The wrk rounds of one scenario at one connection count, and what they cost."""
 
+    runs: list[wrk.WrkResult]
+    cpu_s: list[float]
+    counters: dict[str, float]
+
+    def median_run(self) -> wrk.WrkResult:
+        return sorted(self.runs, key=lambda r: r.rps)[(len(self.runs) - 1) // 2]
+
+    def to_json(self) -> dict[str, Any]:
+        """The median round (by req/s) as the figure, every round's req/s beside it."""
+        out = self.median_run().to_json()
+        if len(self.runs) > 1:
+            out["rounds_rps"] = [round(r.rps, 1) for r in self.runs]
+        return out
+
+    def cpu_ms_per_req(self) -> float | None:
+        per = sorted(c * 1000 / r.requests for r, c in zip(self.runs, self.cpu_s, strict=True) if r.requests)
+        return round(per[(len(per) - 1) // 2], 4) if per else None
+
+    def per_request(self) -> dict[str, float]:
+        requests = sum(r.requests for r in self.runs)
+        return {k: round(v / requests, 4) for k, v in self.counters.items()} if requests else {}
+
+
+class Measured:
+    """A started scenario being measured: its wrk script, process tree and throughput rounds."""
+
+    def __init__(self, target: scenarios.Target, workdir: Path, name: str) -> None:
+        _smoke(target)
+        self.target = target
+        self.script = workdir / f"post-{name}.lua"
+        self.script.write_text(wrk.lua_script("POST", json.dumps(NON_STREAM_BODY), _headers(target)))
+        self.tree = procs.process_tree(target.pid)
+        self.rounds: dict[int, Throughput] = {}
+
+    def warm_up(self, seconds: float) -> None:
+        _wrk(self.target, self.script, 32, seconds)
+
+    def round(self, connections: int, seconds: float) -> None:
+        """One wrk run at ``connections``, with the gateway's CPU time and the state counters."""
+        counters_before = self.target.counters() if self.target.counters else None
+        cpu_before = procs.cpu_seconds(self.tree)
+        run = _wrk(self.target, self.script, connections, seconds)
+        cpu = procs.cpu_seconds(self.tree) - cpu_before
+        entry = self.rounds.setdefault(connections, Throughput([], [], {}))
+        entry.runs.append(run)
+        entry.cpu_s.append(cpu)
+        if counters_before is not None and self.target.counters is not None:
+            for k, v in self.target.counters().items():
+                entry.counters[k] = entry.counters.get(k, 0.0) + v - counters_before.get(k, 0.0)
+
+    def throughput_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"available": True, "note": self.target.note}
+        for conns in (32, 128):
+            if conns in self.rounds:
+                result[f"c{conns}"] = self.rounds[conns].to_json()
+        state = {f"c{c}": t.per_request() for c, t in self.rounds.items() if t.counters}
+        if state:
+            result["state_per_request"] = state
+        result["cpu_ms_per_req"] = self.rounds[128].cpu_ms_per_req() if 128 in self.rounds else None
+        return result
+
+
+def measure(target: scenarios.Target, plan: Plan, workdir: Path) -> dict[str, Any]:
+    """All measurements of one scenario, on its own (``compare.py``; ``run.py`` interleaves the
+    scenarios' req/s rounds with :func:`measure_interleaved`)."""
+    m = Measured(target, workdir, "scenario")
+    m.warm_up(plan.warmup_s)
+    for _ in range(plan.rounds):
+        m.round(32, plan.wrk_s / plan.rounds)
+    for _ in range(plan.rounds):
+        m.round(128, plan.wrk_s / plan.rounds)
+    return {**m.throughput_json(), **measure_latency(target, plan)}
+
+
+def measure_interleaved(targets: dict[str, scenarios.Target], plan: Plan, workdir: Path,
+                        descriptions: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Every scenario's req/s in ``plan.rounds`` interleaved rounds (scenario after scenario, at 32
+    then 128 connections, round after round), then each one's latency, stream and memory figures.
+    A scenario that fails is reported and left out of the later rounds; the others go on."""
+    results: dict[str, dict[str, Any]] = {}
+    live: dict[str, Measured] = {}
+
+    def failed(name: str, exc: Exception) -> None:
+        results[name] = {"available": False, "reason": f"failed during measurement: {exc}"}
+        live.pop(name, None)
+        print(f"    {name} failed: {exc}", file=sys.stderr)
+
+    for name, target in targets.items():
+        try:
+            live[name] = Measured(target, workdir, name)
+            live[name].warm_up(plan.warmup_s)
+        except Exception as exc:  # a broken system under test is reported, the others still run
+            failed(name, exc)
+    seconds = plan.wrk_s / plan.rounds
+    for number in range(plan.rounds):
+        print(f"==> req/s round {number + 1}/{plan.rounds}: {', '.join(live)}", file=sys.stderr, flush=True)
+        for conns in (32, 128):
+            for name, m in list(live.items()):
+                try:
+                    m.round(conns, seconds)
+                except Exception as exc:
+                    failed(name, exc)
+    for name, m in live.items():
+        print(f"==> {name}: latency, streams, memory", file=sys.stderr, flush=True)
+        try:
+            results[name] = {"description": descriptions[name], **m.throughput_json(),
+                             **measure_latency(m.target, plan)}
+        except Exception as exc:
+            failed(name, exc)
+    return results
+
+
+def measure_latency(target: scenarios.Target, plan: Plan) -> dict[str, Any]:
+    """Sequential requests on one connection, sequential streams, and the memory afterwards."""
+    result: dict[str, Any] = {}
     raw = httpclient.build_request(
         "POST", target.url + scenarios.CHAT_PATH, json.dumps(NON_STREAM_BODY).encode(), _headers(target)
     )
@@ -199,13 +297,6 @@ def measure(target: scenarios.Target, plan: Plan, workdir: Path) -> dict[str, An
     return result
 
 
-def _per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
-    """Counter deltas divided by the run's requests (e.g. PostgreSQL transactions per request)."""
-    if not requests:
-        return {}
-    return {k: round((after[k] - before.get(k, 0.0)) / requests, 4) for k in after}
-
-
 def _version(cmd: list[str]) -> str:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
@@ -228,8 +319,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Gateway benchmark (see hack/bench/README.md).")
     p.add_argument("--quick", action="store_true", help="short smoke run (~1 minute)")
     p.add_argument("--out", default="bench-results.json", help="JSON results file (default bench-results.json)")
-    p.add_argument("--scenarios", default="direct,nginx,gateway,fullpath,fullpath-noaudit",
-                   help="comma-separated (direct, nginx, gateway, fullpath, fullpath-noaudit; also litellm, "
+    p.add_argument("--scenarios", default="direct,nginx,gateway,fullpath,fullpath-metering",
+                   help="comma-separated (direct, nginx, gateway, fullpath, fullpath-metering; also litellm, "
                    "portkey)")
     p.add_argument(
         "--gateway-cmd",
@@ -278,32 +369,31 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     upstream = DemoUpstreamProcess.spawn(name="bench", record=0, cpus=str(args.load_cpu))
     results: dict[str, dict[str, Any]] = {}
+    targets: dict[str, scenarios.Target] = {}
     try:
         ctx = scenarios.Context(
             upstream_url=upstream.url, upstream_pid=upstream.pid, workdir=workdir, sut_cpus=args.sut_cpu, tools=tools,
             load_cpu=args.load_cpu,
         )
+        # every scenario up at once (idle ones cost nothing measurable), so their req/s rounds interleave
         for name in chosen:
             scenario = all_scenarios[name]
             print(f"==> {name}: {scenario.description}", file=sys.stderr, flush=True)
             try:
-                target = scenario.start(ctx)
+                targets[name] = scenario.start(ctx)
             except scenarios.Unavailable as exc:
                 results[name] = {"available": False, "reason": str(exc)}
                 print(f"    not available: {exc}", file=sys.stderr)
-                continue
-            try:
-                results[name] = {"description": scenario.description, **measure(target, plan, workdir)}
-            except Exception as exc:  # a broken system under test is reported, the others still run
-                results[name] = {"available": False, "reason": f"failed during measurement: {exc}"}
-                print(f"    failed: {exc}", file=sys.stderr)
-            finally:
-                target.close()
+        measured = measure_interleaved(targets, plan, workdir,
+                                       {name: all_scenarios[name].description for name in targets})
+        results = {name: results.get(name) or measured[name] for name in chosen if name in results or name in measured}
     finally:
+        for target in targets.values():
+            target.close()
         upstream.stop()
     ratio_table = report.ratios(results)
     fullpath = fullpath_summary(results)
-    fullpath_noaudit = fullpath_summary(results, "fullpath-noaudit")
+    fullpath_metering = fullpath_summary(results, "fullpath-metering")
     elapsed = round(time.time() - started, 1)
     document: dict[str, Any] = {
         "meta": {
@@ -327,12 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratio_table,
         "targets": report.check_targets(ratio_table),
         "fullpath": fullpath,
-        "fullpath_noaudit": fullpath_noaudit,
+        "fullpath_metering": fullpath_metering,
     }
     Path(args.out).write_text(json.dumps(document, indent=2) + "\n")
     print(report.table(results))
     print(fullpath_table(fullpath))
-    print(fullpath_table(fullpath_noaudit))
+    print(fullpath_table(fullpath_metering))
     print(f"\nresults: {args.out} ({elapsed} s; load average at start {load_before[0]:.2f})")
     if args.keep_workdir:
         print(f"workdir: {workdir}")

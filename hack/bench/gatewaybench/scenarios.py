@@ -280,9 +280,11 @@ FULLPATH_LIMITS = {"rpm": 1_000_000_000, "tpm": 1_000_000_000}
 FULLPATH_DAILY_QUOTA = 1_000_000_000
 
 
-def fullpath_files(workdir: Path, upstream_url: str, audit: bool = True) -> dict[str, str]:
+def fullpath_files(workdir: Path, upstream_url: str, compliance: bool = True) -> dict[str, str]:
     """Routing table (priced channel, one tier with a daily quota) and credentials for the full path;
-    ``audit=False`` turns the per-request audit row off (the instance's ``policy.audit.enabled``)."""
+    ``compliance=False`` turns the compliance plane's per-request work off: the audit row
+    (``policy.audit.enabled: false``) and the AUP check (``policy.aup.enforcement: off``, allowed
+    because the bench channel is in-cluster)."""
     routes = {
         "schemaVersion": 1,
         "instance": "bench",
@@ -297,7 +299,8 @@ def fullpath_files(workdir: Path, upstream_url: str, audit: bool = True) -> dict
             }
         ],
         "policy": {"tiers": {FULLPATH_TIER: {"dailyRequestQuota": FULLPATH_DAILY_QUOTA}},
-                   "audit": {"enabled": audit}},
+                   "audit": {"enabled": compliance},
+                   **({} if compliance else {"aup": {"enforcement": "off"}})},
     }
     paths = {"routes": workdir / "routes.json", "credentials": workdir / "creds.json",
              "admin_token_file": workdir / "admin-token"}
@@ -509,18 +512,21 @@ def _admin_call(url: str, method: str, path: str, body: dict[str, object]) -> No
 
 class FullPath:
     """The gateway with its state: key from PostgreSQL (cached), RPM/TPM/quota in Redis, a hold before
-    and a debit + ledger row + rollup after every request, plus (``audit``, the default, as in
-    production) the compliance plane's audit row in the debit's transaction. PostgreSQL and Redis
-    run on the load CPU. ``audit=False`` is issue 5's full path exactly (scenario ``fullpath-noaudit``)."""
+    and a debit + ledger row + rollup after every request, plus (``compliance``, the default, as in
+    production) the compliance plane: the AUP check of the request text and the audit row in the
+    debit's transaction. PostgreSQL and Redis run on the load CPU. ``compliance=False`` is issue 5's
+    full path exactly (scenario ``fullpath-metering``)."""
 
-    def __init__(self, command: str = DEFAULT_FULLPATH_COMMAND, load_cpu: int = 1, *, audit: bool = True) -> None:
+    def __init__(
+        self, command: str = DEFAULT_FULLPATH_COMMAND, load_cpu: int = 1, *, compliance: bool = True
+    ) -> None:
         self.command = command
         self.load_cpu = load_cpu
-        self.audit = audit
-        self.name = "fullpath" if audit else "fullpath-noaudit"
+        self.compliance = compliance
+        self.name = "fullpath" if compliance else "fullpath-metering"
         self.description = (
             "newapi gateway, full path (key auth + limits + hold/settle + ledger"
-            + (" + audit row" if audit else "; audit off") + "; PostgreSQL + Redis)"
+            + (" + AUP check + audit row" if compliance else "; compliance plane off") + "; PostgreSQL + Redis)"
         )
 
     def start(self, ctx: Context) -> Target:
@@ -534,7 +540,7 @@ class FullPath:
         port, admin_port = procs.free_port(), procs.free_port()
         values = {"newapi": newapi, "port": str(port), "admin_port": str(admin_port),
                   "database_url": servers.dsn, "redis_url": servers.redis_url,
-                  **fullpath_files(workdir, ctx.upstream_url, self.audit)}
+                  **fullpath_files(workdir, ctx.upstream_url, self.compliance)}
         try:
             cmd = shlex.split(self.command.format(**values))
         except KeyError as exc:

@@ -214,3 +214,26 @@ async def test_disclosure_route_over_real_http(hooks: ComplianceHooks) -> None:
             assert broken.json()["error"]["code"] == "compliance_unavailable"
     finally:
         await runner.cleanup()
+
+
+def test_in_cluster_channel_without_audit_needs_no_location(hooks: ComplianceHooks) -> None:
+    """Nothing to decide for an in-cluster channel (geo skips it, AUP is not per-channel) and no audit
+    row to record the location in: the filter does not resolve it. With the audit row on, or for a
+    commercial channel, it does."""
+    quiet = make_snapshot(make_table(channels(), {"geo": GEO, "audit": {"enabled": False}}))
+    ctx = make_ctx(quiet, chat("hello"), peer="198.51.100.7")
+    assert hooks.channel_filter(ctx, quiet.channels["local"]) is None
+    assert NOTE_LOCATION not in ctx.notes
+    blocked = hooks.channel_filter(ctx, quiet.channels["oa"])  # commercial: geo decides, location resolved
+    assert NOTE_LOCATION in ctx.notes
+    assert isinstance(blocked, ComplianceError)
+    assert blocked.status == 451
+    audited = make_snapshot(make_table(channels(), {"geo": GEO}))
+    ctx = make_ctx(audited, chat("hello"), peer="198.51.100.7")
+    assert hooks.channel_filter(ctx, audited.channels["local"]) is None
+    assert NOTE_LOCATION in ctx.notes  # the audit row's country
+    in_cluster_geo = make_snapshot(make_table(channels(), {"geo": {**GEO, "applyToInCluster": True},
+                                                           "audit": {"enabled": False}}))
+    ctx = make_ctx(in_cluster_geo, chat("hello"), peer="198.51.100.7")
+    hooks.channel_filter(ctx, in_cluster_geo.channels["local"])
+    assert NOTE_LOCATION in ctx.notes

@@ -40,6 +40,12 @@ async def test_lease_book_rules(tmp_path: Path) -> None:
         clock = Clock()
         book = LeaseBook(store, hold_ttl=600, factor=4, min_rate=3, idle_release=2.0, clock=clock)
         assert [book.busy(record.id) for _ in range(3)] == [False, False, True]
+        clock.now += 1.5  # the next window: still busy from its first request (the last second was)
+        assert book.busy(record.id)
+        clock.now += 1.0  # a window after one with a single request: counted anew
+        assert [book.busy(record.id) for _ in range(3)] == [False, False, True]
+        clock.now += 2.5  # two seconds later: the busy second is not the one just before
+        assert not book.busy(record.id)
         assert book.take(record.id, 100) is None
         lease = await book.acquire(record, 100, unlimited=False)
         assert lease is not None

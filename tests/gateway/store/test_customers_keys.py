@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -138,3 +139,40 @@ async def test_cache_serves_hits_without_the_database(store: Store, make_account
     for _ in range(10):
         await store.resolve_key(h)
     assert store.key_cache.hits == hits + 10
+
+
+async def test_concurrent_cache_misses_share_one_database_read(store: Store, make_account: AccountFactory) -> None:
+    """An expired entry under load: every request of the key misses at once; one read serves them all."""
+    acct = await make_account()
+    h = hash_key(acct.secret)
+    await asyncio.sleep(0.3)  # the key's "issued" message on the invalidation channel (PostgreSQL + Redis) is in
+    store.key_cache.invalidate_key(acct.key.id)
+    before = store.key_lookups
+    records = await asyncio.gather(*(store.resolve_key(h) for _ in range(50)))
+    assert store.key_lookups == before + 1
+    assert {r.id for r in records if r is not None} == {acct.key.id}
+    assert None not in records
+    # an invalidation while a read is in flight: later callers do not join it (it may predate a revocation)
+    store.key_cache.invalidate_key(acct.key.id)
+    first = asyncio.ensure_future(store.resolve_key(h))
+    await asyncio.sleep(0)  # its read is in flight
+    store.key_cache.invalidate_key(acct.key.id)
+    revoked = await store.revoke_key(acct.key.id)
+    after = await store.resolve_key(h)
+    assert after is not None
+    assert after.status == revoked.status == "revoked"
+    await first
+
+
+async def test_a_caller_going_away_does_not_cancel_the_shared_read(store: Store, make_account: AccountFactory) -> None:
+    acct = await make_account()
+    h = hash_key(acct.secret)
+    store.key_cache.invalidate_key(acct.key.id)
+    leaver = asyncio.ensure_future(store.resolve_key(h))
+    stayer = asyncio.ensure_future(store.resolve_key(h))
+    await asyncio.sleep(0)
+    leaver.cancel()
+    record = await stayer
+    assert record is not None
+    assert record.id == acct.key.id
+    assert leaver.cancelled()
