@@ -52,7 +52,13 @@ class Plan:
     rounds: int = 1
 
 
-FULL = Plan(warmup_s=2, wrk_s=12, one_conn=3000, one_conn_warmup=300, streams=1000, stream_warmup=100, rounds=4)
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+FULL = Plan(warmup_s=2, wrk_s=15, one_conn=3000, one_conn_warmup=300, streams=1000, stream_warmup=100, rounds=5)
 QUICK = Plan(warmup_s=1, wrk_s=3, one_conn=500, one_conn_warmup=100, streams=200, stream_warmup=20)
 
 
@@ -87,11 +93,21 @@ def fullpath_summary(results: dict[str, dict[str, Any]], name: str = "fullpath")
         return {}
     m = report.metrics(full)
     ratios: dict[str, float | None] = {}
+    paired: dict[str, list[float]] = {}
     for ref in ("gateway", "direct"):
         if results.get(ref, {}).get("available"):
             r = report.metrics(results[ref])
             for key in ("rps_c32", "rps_c128"):
                 ratios[f"{key}_vs_{ref}"] = round(m[key] / r[key], 3) if m[key] and r[key] else None
+                # interleaved rounds: the ratio within each round (measured minutes apart at most,
+                # so the VM's drift cancels), and their median is the figure
+                mine = full.get(key[4:], {}).get("rounds_rps")
+                theirs = results[ref].get(key[4:], {}).get("rounds_rps")
+                if mine and theirs and len(mine) == len(theirs) and all(theirs):
+                    per_round = [round(a / b, 3) for a, b in zip(mine, theirs, strict=True)]
+                    paired[f"{key}_vs_{ref}"] = per_round
+                    ratios[f"{key}_vs_{ref}_of_medians"] = ratios[f"{key}_vs_{ref}"]
+                    ratios[f"{key}_vs_{ref}"] = round(_median(per_round), 3)
             for key in ("p50_1conn", "cpu_ms_per_req"):
                 added = m[key] - r[key] if m[key] is not None and r[key] is not None else None
                 ratios[f"added_{key}{'_ms' if key == 'p50_1conn' else ''}_vs_{ref}"] = (
@@ -102,7 +118,7 @@ def fullpath_summary(results: dict[str, dict[str, Any]], name: str = "fullpath")
         status = "not measured" if value is None else (
             "pass" if (value >= limit if op == ">=" else value <= limit) else "FAIL")
         targets.append({"target": text, "key": key, "value": value, "status": status})
-    return {"scenario": name, "ratios": ratios, "targets": targets,
+    return {"scenario": name, "ratios": ratios, "paired_rounds": paired, "targets": targets,
             "state_per_request": full.get("state_per_request", {})}
 
 
@@ -111,6 +127,8 @@ def fullpath_table(summary: dict[str, Any]) -> str:
         return ""
     lines = ["", f"full path (issue 5), scenario {summary.get('scenario', 'fullpath')}:"]
     lines.append("  " + ", ".join(f"{k}={v}" for k, v in summary["ratios"].items()))
+    for key, per_round in summary.get("paired_rounds", {}).items():
+        lines.append(f"  {key} per round: {per_round} (median above)")
     for run_name, per in summary["state_per_request"].items():
         shown = ", ".join(f"{k}={v}" for k, v in per.items())
         lines.append(f"  state operations per request ({run_name}): {shown}")
@@ -196,6 +214,8 @@ class Measured:
 
     def round(self, connections: int, seconds: float) -> None:
         """One wrk run at ``connections``, with the gateway's CPU time and the state counters."""
+        if self.target.before_run is not None:
+            self.target.before_run()
         counters_before = self.target.counters() if self.target.counters else None
         cpu_before = procs.cpu_seconds(self.tree)
         run = _wrk(self.target, self.script, connections, seconds)
@@ -272,6 +292,8 @@ def measure_interleaved(targets: dict[str, scenarios.Target], plan: Plan, workdi
 def measure_latency(target: scenarios.Target, plan: Plan) -> dict[str, Any]:
     """Sequential requests on one connection, sequential streams, and the memory afterwards."""
     result: dict[str, Any] = {}
+    if target.before_run is not None:
+        target.before_run()
     raw = httpclient.build_request(
         "POST", target.url + scenarios.CHAT_PATH, json.dumps(NON_STREAM_BODY).encode(), _headers(target)
     )

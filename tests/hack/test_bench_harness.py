@@ -5,9 +5,12 @@ demo upstream, asserting content only, never timings)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +19,7 @@ from newapi_gateway.demo_upstream import DemoUpstreamProcess
 BENCH_DIR = Path(__file__).resolve().parents[2] / "hack" / "bench"
 sys.path.insert(0, str(BENCH_DIR))
 
-from gatewaybench import httpclient, report, scenarios, stats, wrk  # noqa: E402
+from gatewaybench import httpclient, procs, report, scenarios, stats, wrk  # noqa: E402
 
 WRK_TEXT = """Running 5s test @ http://127.0.0.1:18081/v1/chat/completions
   1 threads and 32 connections
@@ -194,3 +197,52 @@ def test_gateway_scenario_reports_unavailable_instead_of_failing(tmp_path: Path)
         broken.start(ctx)
     with pytest.raises(scenarios.Unavailable, match="unknown placeholder 'nope'"):
         scenarios.Gateway(command="{newapi} gateway --x {nope}").start(ctx)
+
+
+def test_make_background_lowers_the_process_and_its_autogroup() -> None:
+    """A process in a session of its own (as every PostgreSQL backend is) ends up at nice 19, and so
+    does its scheduling group when the kernel groups by session (otherwise nice alone would not count)."""
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert procs.make_background([child.pid, 2**22 + 12345]) == 1  # a vanished pid is skipped
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == procs.BACKGROUND_NICE
+        group = Path(f"/proc/{child.pid}/autogroup")
+        autogroups = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1" and group.exists()
+        if autogroups:
+            assert group.read_text().split()[-1] == str(procs.BACKGROUND_NICE)
+        # a process in our session: its nice value only; the session's group (ours) is left alone
+        mine = Path(f"/proc/{os.getpid()}/autogroup").read_text() if autogroups else ""
+        sibling = subprocess.Popen(["sleep", "30"])
+        try:
+            assert procs.make_background([sibling.pid]) == 1
+            assert os.getpriority(os.PRIO_PROCESS, sibling.pid) == procs.BACKGROUND_NICE
+            if autogroups:
+                assert Path(f"/proc/{os.getpid()}/autogroup").read_text() == mine
+        finally:
+            sibling.kill()
+            sibling.wait()
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_fullpath_ratio_is_the_median_of_the_paired_rounds() -> None:
+    """Interleaved rounds: each round's full-path req/s over the same round's pass-through, the
+    median of those is the target figure (drift between rounds cancels); the ratio of the two
+    scenarios' median rounds is kept beside it."""
+    import run
+
+    def result(c32: list[float], c128: float) -> dict[str, Any]:
+        return {"available": True, "c32": {"rps": sorted(c32)[len(c32) // 2], "rounds_rps": c32},
+                "c128": {"rps": c128}, "one_conn": {"p50": 0.5}, "cpu_ms_per_req": 0.1}
+
+    results = {"gateway": result([100.0, 140.0, 90.0], 100.0), "direct": result([200.0, 200.0, 200.0], 200.0),
+               "fullpath-metering": result([72.0, 84.0, 60.0], 75.0)}
+    summary = run.fullpath_summary(results, "fullpath-metering")
+    assert summary["paired_rounds"]["rps_c32_vs_gateway"] == [0.72, 0.6, 0.667]
+    assert summary["ratios"]["rps_c32_vs_gateway"] == 0.667  # the median round ratio
+    assert summary["ratios"]["rps_c32_vs_gateway_of_medians"] == 0.72  # 72 / 100: not what is judged
+    assert summary["ratios"]["rps_c128_vs_gateway"] == 0.75  # one round: the plain ratio
+    statuses = {t["key"]: t["status"] for t in summary["targets"]}
+    assert statuses == {"rps_c32_vs_gateway": "FAIL", "rps_c128_vs_gateway": "pass",
+                        "added_p50_1conn_ms_vs_direct": "pass"}
