@@ -132,22 +132,16 @@ def text_tokens(text: str) -> int:
 
 def _value_tokens(value: Any) -> int:
     """Walk message content: strings count as text, image parts a fixed amount, other scalars 0."""
-    kind = type(value)
-    if kind is str:  # exact types first: the per-request common case (parsed JSON), without isinstance
+    kind = type(value)  # exact types first (parsed JSON): the common case skips isinstance
+    if kind is str or isinstance(value, str):
         return text_tokens(value)
-    if kind is dict:
+    if kind is dict or isinstance(value, dict):
         return _dict_tokens(value)
-    if kind is list:
+    if kind is list or isinstance(value, list):
         total = 0
         for v in value:
             total += _value_tokens(v)
         return total
-    if isinstance(value, str):
-        return text_tokens(value)
-    if isinstance(value, list):
-        return sum(_value_tokens(v) for v in value)
-    if isinstance(value, dict):
-        return _dict_tokens(value)
     return 0
 
 
@@ -157,11 +151,8 @@ def _dict_tokens(value: Mapping[str, Any]) -> int:
         return IMAGE_TOKENS
     total = 0
     for k, v in value.items():
-        if type(v) is str:  # role, content, name: the common case, inline
-            if k != "type":
-                total -= -(len(v) if v.isascii() else len(v.encode("utf-8", "surrogatepass"))) // BYTES_PER_TOKEN
-        elif k != "type":
-            total += _value_tokens(v)
+        if k != "type":
+            total += text_tokens(v) if type(v) is str else _value_tokens(v)
     return total
 
 

@@ -22,8 +22,7 @@ import time
 from collections.abc import Callable
 
 from newapi_gateway.hooks import RequestContext
-from newapi_gateway.limits import Limiter, LimitSpec, format_duration
-from newapi_gateway.limits.base import LimitDecision
+from newapi_gateway.limits import Limiter, LimitSpec
 from newapi_gateway.pricing import HoldPolicy
 from newapi_gateway.store import StoreUnavailable
 
@@ -33,16 +32,6 @@ from .resolver import record_of
 
 #: How long a refused key is checked sequentially (seconds, at most).
 REFUSED_MEMORY = 60.0
-
-
-def quota_headers(decision: LimitDecision) -> dict[str, str]:
-    if decision.daily_quota is None:
-        return {}
-    return {
-        "x-ratelimit-limit-requests-day": str(decision.daily_quota),
-        "x-ratelimit-remaining-requests-day": str(decision.remaining_quota or 0),
-        "x-ratelimit-reset-requests-day": format_duration(decision.reset_quota or 0.0),
-    }
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -114,7 +103,7 @@ class LimitsAdmission:
             if len(self._refused) > 100_000:
                 self._refused.clear()
             self._refused[key_id] = time.monotonic() + min(decision.retry_after or 1.0, REFUSED_MEMORY)
-            raise rate_limited(decision, quota_headers(decision))
+            raise rate_limited(decision)
         headers = decision.headers(daily=True)
         if ctx.response_headers:
             ctx.response_headers.update(headers)

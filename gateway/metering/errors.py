@@ -65,9 +65,8 @@ def store_unavailable(exc: StoreUnavailable | None = None) -> GatewayError:
     )
 
 
-def rate_limited(decision: LimitDecision, extra_headers: dict[str, str]) -> GatewayError:
-    headers = decision.headers()
-    headers.update(extra_headers)
+def rate_limited(decision: LimitDecision) -> GatewayError:
+    headers = decision.headers(daily=True)
     if decision.reason == "quota":
         kind, code = "requests", "daily_quota_exceeded"
     elif decision.reason in ("tpm", "too_large"):

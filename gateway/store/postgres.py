@@ -168,32 +168,38 @@ def _audit_json(events: Sequence[AuditEvent]) -> str:
     those (rare: client-supplied text) pays for cleaning every string first, which stores exactly
     what the fast path would have stored had the text been clean.
     """
+    rows = [audit_row(e) for e in events]
     try:
-        raw = jsonutil.dumps([
-            {
-                "ts": to_epoch_us(e.ts), "rid": e.request_id, "cid": e.customer_id, "kid": e.key_id,
-                "ch": e.channel, "m": e.model, "um": e.upstream_model, "it": e.input_tokens,
-                "ot": e.output_tokens, "cost": e.cost, "st": clamp_int32(e.status),
-                "lat": clamp_int32(e.latency_ms), "cc": e.country, "dec": e.decisions,
-                "pr": e.prompt, "co": e.completion,
-            }
-            for e in events
-        ])
+        raw = jsonutil.dumps(rows)
     except (TypeError, ValueError):
         pass
     else:
         if _JSON_NUL not in raw:
             return raw.decode()
-    return _dumps([
-        {
-            "ts": to_epoch_us(e.ts), "rid": safe_text(e.request_id), "cid": e.customer_id, "kid": e.key_id,
-            "ch": safe_text(e.channel), "m": safe_text(e.model), "um": safe_text(e.upstream_model),
-            "it": e.input_tokens, "ot": e.output_tokens, "cost": e.cost, "st": clamp_int32(e.status),
-            "lat": clamp_int32(e.latency_ms), "cc": safe_text(e.country), "dec": _safe_json(e.decisions),
-            "pr": safe_text(e.prompt), "co": safe_text(e.completion),
-        }
-        for e in events
-    ])
+    return _dumps([cleaned_audit_row(row) for row in rows])
+
+
+#: The text columns of an audit row (:func:`audit_row`), cleaned by :func:`cleaned_audit_row`.
+_AUDIT_TEXT = ("rid", "ch", "m", "um", "cc", "pr", "co")
+
+
+def audit_row(e: AuditEvent) -> dict[str, Any]:
+    """One element of :func:`_audit_json`'s array, as the event holds it."""
+    return {
+        "ts": to_epoch_us(e.ts), "rid": e.request_id, "cid": e.customer_id, "kid": e.key_id,
+        "ch": e.channel, "m": e.model, "um": e.upstream_model, "it": e.input_tokens,
+        "ot": e.output_tokens, "cost": e.cost, "st": clamp_int32(e.status),
+        "lat": clamp_int32(e.latency_ms), "cc": e.country, "dec": e.decisions,
+        "pr": e.prompt, "co": e.completion,
+    }
+
+
+def cleaned_audit_row(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with every string made database-safe (:func:`safe_text`), in place."""
+    for key in _AUDIT_TEXT:
+        row[key] = safe_text(row[key])
+    row["dec"] = _safe_json(row["dec"])
+    return row
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:

@@ -119,12 +119,12 @@ def test_insufficient_quota_has_openais_shape() -> None:
 
 def test_rate_limit_error_types() -> None:
     rpm = LimitDecision(False, "rpm", limit_requests=2, remaining_requests=0, reset_requests=30.0, retry_after=30.0)
-    err = rate_limited(rpm, {})
+    err = rate_limited(rpm)
     assert (err.type, err.code, err.headers["Retry-After"]) == ("requests", "rate_limit_exceeded", "30")  # type: ignore[index]
     quota = LimitDecision(False, "quota", daily_quota=10, remaining_quota=0, reset_quota=60.0, retry_after=60.0)
-    assert rate_limited(quota, {}).code == "daily_quota_exceeded"
+    assert rate_limited(quota).code == "daily_quota_exceeded"
     big = LimitDecision(False, "too_large", limit_tokens=100, remaining_tokens=100, reset_tokens=0.0)
-    too_large = rate_limited(big, {})
+    too_large = rate_limited(big)
     assert too_large.type == "tokens"
     assert too_large.headers is not None
     assert "Retry-After" not in too_large.headers

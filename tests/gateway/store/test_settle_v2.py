@@ -21,11 +21,10 @@ import asyncpg
 import pytest
 
 from newapi_gateway.store import schema_pg
-from newapi_gateway.store.base import clamp_int32, safe_text, to_epoch_us
 from newapi_gateway.store.keys import generate_key
 from newapi_gateway.store.migrations import migrate_postgres
 from newapi_gateway.store.models import AuditEvent, KeySettings, Usage
-from newapi_gateway.store.postgres import PostgresStore, _audit_json, _dumps, _safe_json
+from newapi_gateway.store.postgres import PostgresStore, _audit_json, _dumps, audit_row, cleaned_audit_row
 from tests.services import PostgresServer
 
 T0 = datetime(2030, 3, 31, 22, 0, tzinfo=UTC)  # two hours before a day AND a month boundary
@@ -263,16 +262,7 @@ async def test_the_store_settles_through_v2(pg_dsn: str) -> None:
 
 def _former_audit_json(events: Sequence[AuditEvent]) -> str:
     """The encoding before the orjson fast path (stdlib json, every string cleaned first)."""
-    return json.dumps([
-        {
-            "ts": to_epoch_us(e.ts), "rid": safe_text(e.request_id), "cid": e.customer_id, "kid": e.key_id,
-            "ch": safe_text(e.channel), "m": safe_text(e.model), "um": safe_text(e.upstream_model),
-            "it": e.input_tokens, "ot": e.output_tokens, "cost": e.cost, "st": clamp_int32(e.status),
-            "lat": clamp_int32(e.latency_ms), "cc": safe_text(e.country), "dec": _safe_json(e.decisions),
-            "pr": safe_text(e.prompt), "co": safe_text(e.completion),
-        }
-        for e in events
-    ], separators=(",", ":"), ensure_ascii=False)
+    return json.dumps([cleaned_audit_row(audit_row(e)) for e in events], separators=(",", ":"), ensure_ascii=False)
 
 
 _CLEAN = AuditEvent(
