@@ -77,6 +77,19 @@ class LimitDecision:
     def headers(self, *, daily: bool = False) -> dict[str, str]:
         """OpenAI's rate-limit headers (for every response) plus ``Retry-After`` on a retryable 429;
         with ``daily``, also the daily quota's (``x-ratelimit-*-requests-day``, when it is set)."""
+        if daily and self.allowed and self.limit_requests is not None and self.limit_tokens is not None \
+                and self.daily_quota is not None:  # an admitted request of a key with every limit: one literal
+            return {
+                "x-ratelimit-limit-requests": str(self.limit_requests),
+                "x-ratelimit-remaining-requests": str(self.remaining_requests or 0),
+                "x-ratelimit-reset-requests": format_duration(self.reset_requests or 0.0),
+                "x-ratelimit-limit-tokens": str(self.limit_tokens),
+                "x-ratelimit-remaining-tokens": str(self.remaining_tokens or 0),
+                "x-ratelimit-reset-tokens": format_duration(self.reset_tokens or 0.0),
+                "x-ratelimit-limit-requests-day": str(self.daily_quota),
+                "x-ratelimit-remaining-requests-day": str(self.remaining_quota or 0),
+                "x-ratelimit-reset-requests-day": format_duration(self.reset_quota or 0.0),
+            }
         out: dict[str, str] = {}
         if self.limit_requests is not None:
             out["x-ratelimit-limit-requests"] = str(self.limit_requests)
@@ -120,7 +133,7 @@ def format_duration(seconds: float) -> str:
     """OpenAI's reset format (Go duration style): ``12ms``, ``1s``, ``8.64s``, ``6m0s``, ``1h0m0s``."""
     total_ms = math.ceil(seconds * 1000 - 1e-6)
     if total_ms < 1000:
-        return f"{total_ms}ms" if total_ms > 0 else "0s"
+        return _SHORT[total_ms] if total_ms > 0 else "0s"
     global _last_long
     last = _last_long  # one tuple, replaced whole: safe to share between threads
     if total_ms == last[0]:  # the daily reset: the same for every check of a Redis batch
@@ -131,6 +144,7 @@ def format_duration(seconds: float) -> str:
 
 
 _last_long: tuple[int, str] = (-1, "")
+_SHORT = tuple(f"{ms}ms" for ms in range(1000))
 
 
 def _long_duration(total_ms: int) -> str:

@@ -5,7 +5,11 @@ Redis as ONE ``EVALSHA`` of a script that evaluates the checks in order, each ex
 its own would (RPM and TPM GCRA and the daily quota, consumed only when all three pass), and returns
 every result in one bulk string. Decisions are still made by Redis, atomically, on every request:
 there is no local pre-check and no local allowance, so replicas never admit more than the limit
-between them. A batch holds at most ``max_batch`` checks (larger bursts go in several calls). On
+between them. While a script call is in flight (``max_in_flight``, default 1), the checks made
+meanwhile queue and go out together as soon as it is answered: under load a batch holds what
+arrived during one round trip, so the gateway writes to and is woken by Redis far less often per
+request, and an idle gateway still sends a check on the next loop turn. A batch holds at most
+``max_batch`` checks (larger bursts go in several calls). On
 ``NOSCRIPT`` (a restarted or flushed server) the script is loaded again and the whole batch repeated
 once. Time comes from the Redis server (``TIME``, read once per script call: a batch's checks are
 evaluated at the same instant), one clock for all replicas, unless a clock is injected (tests; it is
@@ -14,7 +18,8 @@ script calls and ``checks`` the checks they carried. Key layout and stored value
 unbatched script, so replicas running either version can share one Redis during a rollout.
 
 Failure: one timeout per connection (see :mod:`.resp`); on a timeout or a lost connection every
-caller of the batch gets :class:`StoreUnavailable` and the next check reconnects. A caller cancelled
+caller of the batch gets :class:`StoreUnavailable` and the checks queued behind it go out on a new
+connection (so a check waits two timeouts at most before its 503). A caller cancelled
 before its batch is written is left out of it (nothing consumed); one cancelled later is simply not
 answered — the other callers and the connection's reply order are unaffected.
 
@@ -187,7 +192,8 @@ _Check = tuple[asyncio.Future[LimitDecision], int, LimitSpec, int, bytes, bytes]
 class RedisLimiter(Limiter):
     """Limits in Redis/Valkey. ``clock`` (epoch ms) replaces the server clock in tests only.
 
-    ``max_batch`` caps the checks evaluated by one script call.
+    ``max_batch`` caps the checks evaluated by one script call; ``max_in_flight`` the script calls
+    awaiting their reply (checks made meanwhile queue for the next one).
     """
 
     def __init__(
@@ -198,11 +204,18 @@ class RedisLimiter(Limiter):
         clock: Callable[[], float] | None = None,
         timeout: float = 2.0,
         max_batch: int = 256,
+        max_in_flight: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch: must be >= 1, got {max_batch}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight: must be >= 1, got {max_in_flight}")
         self.prefix = prefix
         self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
+        #: script calls sent and not yet answered (or failed)
+        self.in_flight = 0
+        self._flush_scheduled = False
         self._clock = clock
         self._redis = PipelinedRedis(redis_url, timeout=timeout)
         self._pending: list[_Check] = []
@@ -240,13 +253,22 @@ class RedisLimiter(Limiter):
         )
         # now_ms: empty = the server's clock; an injected clock is read at call time, as before batching
         now = b"" if self._clock is None else repr(float(self._clock())).encode()
-        if not self._pending:
+        if not self._flush_scheduled and self.in_flight < self.max_in_flight:
+            self._flush_scheduled = True
             loop.call_soon(self._flush)
         self._pending.append((fut, key_id, spec, consume, arg, now))
         return fut
 
+    def _answered(self) -> None:
+        """A script call was answered or failed: send what queued up behind it."""
+        self.in_flight -= 1
+        if self._pending and not self._flush_scheduled and self.in_flight < self.max_in_flight:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
-        """Send the turn's checks: one script call per ``max_batch`` checks, all in one write."""
+        """Send the queued checks: one script call per ``max_batch`` checks, all in one write."""
+        self._flush_scheduled = False
         pending, self._pending = self._pending, []
         try:
             self._send(pending)
@@ -269,9 +291,16 @@ class RedisLimiter(Limiter):
                     batches.append(_Batch(self, live[start:i]))
                     start = i
         self.round_trips += len(batches)
+        self.in_flight += len(batches)
         self.checks += len(live)
         commands: list[tuple[bytes, Any]] = [(b.command, b) for b in batches]
-        if not self._redis.send_now(commands):
+        try:
+            sent = self._redis.send_now(commands)
+        except Exception as exc:
+            for batch in batches:
+                batch.set_exception(exc)
+            return
+        if not sent:
             task = asyncio.get_running_loop().create_task(self._send_after_connect(commands))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -392,7 +421,9 @@ class _Batch:
                 return
             self._fail(self.load_error or reply)
             return
-        self.resolved = True
+        if self.resolved:
+            return
+        self._resolved()
         try:
             if not isinstance(reply, bytes):
                 raise RuntimeError(f"rate-limit script returned {reply!r}, expected a bulk string")
@@ -402,8 +433,14 @@ class _Batch:
                 if not fut.done():
                     fut.set_exception(RuntimeError(f"rate-limit reply could not be used: {exc}"))
 
-    def _fail(self, reply: RespError) -> None:
+    def _resolved(self) -> None:
         self.resolved = True
+        self.limiter._answered()
+
+    def _fail(self, reply: RespError) -> None:
+        if self.resolved:
+            return
+        self._resolved()
         text = str(reply)
         for fut, *_ in self.checks:
             if not fut.done():
@@ -413,7 +450,9 @@ class _Batch:
                     fut.set_exception(RuntimeError(f"rate-limit script failed in redis: {text}"))
 
     def set_exception(self, exc: BaseException) -> None:
-        self.resolved = True
+        if self.resolved:
+            return
+        self._resolved()
         detail = str(exc) or type(exc).__name__
         for fut, *_ in self.checks:
             if not fut.done():

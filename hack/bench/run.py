@@ -47,8 +47,9 @@ class Plan:
     streams: int
     stream_warmup: int
     #: run.py measures the scenarios' req/s in this many interleaved rounds of ``wrk_s / rounds``
-    #: seconds each (every scenario once per round, in turn) and reports the median round, so a
-    #: slow minute of the VM weighs on every scenario alike instead of on the one measured then
+    #: seconds each (every scenario once per round, in turn; every other round in reverse order)
+    #: and reports the median round, so a slow minute of the VM weighs on every scenario alike
+    #: instead of on the one measured then
     rounds: int = 1
 
 
@@ -58,7 +59,7 @@ def _median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-FULL = Plan(warmup_s=2, wrk_s=15, one_conn=3000, one_conn_warmup=300, streams=1000, stream_warmup=100, rounds=5)
+FULL = Plan(warmup_s=2, wrk_s=22, one_conn=3000, one_conn_warmup=300, streams=1000, stream_warmup=100, rounds=11)
 QUICK = Plan(warmup_s=1, wrk_s=3, one_conn=500, one_conn_warmup=100, streams=200, stream_warmup=20)
 
 
@@ -251,11 +252,19 @@ def measure(target: scenarios.Target, plan: Plan, workdir: Path) -> dict[str, An
     return {**m.throughput_json(), **measure_latency(target, plan)}
 
 
+def round_order(names: list[str], number: int) -> list[str]:
+    """The scenarios' order in round ``number`` (from 0): as given, reversed in every other round
+    (counterbalanced: within a pair of rounds each scenario is measured as often early as late)."""
+    return list(names) if number % 2 == 0 else list(reversed(names))
+
+
 def measure_interleaved(targets: dict[str, scenarios.Target], plan: Plan, workdir: Path,
                         descriptions: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Every scenario's req/s in ``plan.rounds`` interleaved rounds (scenario after scenario, at 32
-    then 128 connections, round after round), then each one's latency, stream and memory figures.
-    A scenario that fails is reported and left out of the later rounds; the others go on."""
+    then 128 connections, round after round; every other round in reverse order, so that a drift of
+    the machine's speed within a round does not favour the scenario measured first), then each
+    one's latency, stream and memory figures. A scenario that fails is reported and left out of the
+    later rounds; the others go on."""
     results: dict[str, dict[str, Any]] = {}
     live: dict[str, Measured] = {}
 
@@ -273,8 +282,12 @@ def measure_interleaved(targets: dict[str, scenarios.Target], plan: Plan, workdi
     seconds = plan.wrk_s / plan.rounds
     for number in range(plan.rounds):
         print(f"==> req/s round {number + 1}/{plan.rounds}: {', '.join(live)}", file=sys.stderr, flush=True)
+        order = round_order(list(live), number)
         for conns in (32, 128):
-            for name, m in list(live.items()):
+            for name in order:
+                m = live.get(name)
+                if m is None:  # failed earlier in this round
+                    continue
                 try:
                     m.round(conns, seconds)
                 except Exception as exc:

@@ -246,3 +246,14 @@ def test_fullpath_ratio_is_the_median_of_the_paired_rounds() -> None:
     statuses = {t["key"]: t["status"] for t in summary["targets"]}
     assert statuses == {"rps_c32_vs_gateway": "FAIL", "rps_c128_vs_gateway": "pass",
                         "added_p50_1conn_ms_vs_direct": "pass"}
+
+
+def test_rounds_alternate_the_scenario_order() -> None:
+    import run
+
+    names = ["direct", "gateway", "fullpath-metering"]
+    assert run.round_order(names, 0) == names
+    assert run.round_order(names, 1) == ["fullpath-metering", "gateway", "direct"]
+    assert run.round_order(names, 2) == names
+    assert names == ["direct", "gateway", "fullpath-metering"]  # not reordered in place
+    assert run.FULL.rounds % 2 == 1  # an odd count: the median is one round's ratio

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from newapi_gateway.limits.base import SAMPLE_DAILY_QUOTAS, Limiter, LimitSpec
+from newapi_gateway.limits.base import SAMPLE_DAILY_QUOTAS, Limiter, LimitSpec, format_duration
 from tests.gateway.limits.conftest import MsClock
 
 
@@ -109,6 +109,24 @@ async def test_headers_use_openai_names_and_formats(limiter: Limiter) -> None:
         "x-ratelimit-remaining-tokens": "149984",
         "x-ratelimit-reset-tokens": "7ms",
     }
+
+
+async def test_daily_headers_follow_the_openai_ones(limiter: Limiter) -> None:
+    """``headers(daily=True)``: the six OpenAI headers, then the daily quota's three, whichever limits
+    are set (an admitted request of a key with all three takes a shortcut that must agree)."""
+    specs = [LimitSpec(rpm=60, tpm=150_000, daily_quota=1_000), LimitSpec(rpm=60, daily_quota=1_000),
+             LimitSpec(tpm=150_000, daily_quota=1_000), LimitSpec(rpm=60, tpm=150_000)]
+    for key, spec in enumerate(specs, start=40):
+        d = await limiter.check(key, spec, 16)
+        assert d.allowed
+        daily = d.headers(daily=True)
+        expected = d.headers()
+        if spec.daily_quota is not None:
+            reset = format_duration(d.reset_quota or 0.0)
+            assert d.reset_quota  # until 00:00 UTC
+            expected |= {"x-ratelimit-limit-requests-day": "1000", "x-ratelimit-remaining-requests-day": "999",
+                         "x-ratelimit-reset-requests-day": reset}
+        assert list(daily.items()) == list(expected.items()), spec
 
 
 async def test_invalid_input(limiter: Limiter) -> None:

@@ -195,7 +195,7 @@ async def test_a_late_batch_times_out_every_caller_with_one_timer_then_reconnect
 
 async def test_cancelled_callers_do_not_disturb_the_others(paused_server: tuple[RedisServer, aioredis.Redis]) -> None:
     server, admin = paused_server
-    limiter = RedisLimiter(server.url())
+    limiter = RedisLimiter(server.url(), max_in_flight=2)  # two batches in flight at once
     specs = {k: LimitSpec(rpm=10 * k) for k in range(1, 7)}
     try:
         for k, spec in specs.items():
@@ -223,6 +223,64 @@ async def test_cancelled_callers_do_not_disturb_the_others(paused_server: tuple[
             with pytest.raises(asyncio.CancelledError):
                 await task
         assert (await limiter.peek(5, specs[5])).remaining_requests == 48
+    finally:
+        await limiter.close()
+
+
+async def test_checks_wait_for_the_batch_in_flight_then_go_out_together(
+    paused_server: tuple[RedisServer, aioredis.Redis],
+) -> None:
+    """One script call in flight (the default): checks made meanwhile queue and go out as ONE call
+    when it is answered; one cancelled while queued is left out (nothing consumed)."""
+    server, admin = paused_server
+    limiter = RedisLimiter(server.url())
+    spec = LimitSpec(rpm=100)
+    try:
+        assert (await limiter.check(1, spec, 0)).allowed  # connected, script loaded
+        before = limiter.round_trips
+        await admin.client_pause(10_000, all=False)
+        first = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(5)]
+        await written(limiter, before + 1)
+        queued = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(7)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert (limiter.round_trips, limiter.in_flight) == (before + 1, 1)  # queued, not written
+        queued[3].cancel()
+        await admin.client_unpause()
+        assert sorted(d.remaining_requests or 0 for d in await asyncio.gather(*first)) == list(range(94, 99))
+        rest = [d.remaining_requests for d in await asyncio.gather(*queued[:3], *queued[4:])]
+        assert rest == list(range(93, 87, -1))  # in call order, the cancelled one left out
+        assert limiter.round_trips == before + 2  # the six queued checks: ONE script call
+        assert limiter.in_flight == 0
+        assert (await limiter.peek(1, spec)).remaining_requests == 88
+    finally:
+        await limiter.close()
+    with pytest.raises(ValueError, match="max_in_flight"):
+        RedisLimiter(server.url(), max_in_flight=0)
+
+
+async def test_checks_queued_behind_a_failed_batch_go_out_on_a_new_connection(
+    paused_server: tuple[RedisServer, aioredis.Redis],
+) -> None:
+    server, admin = paused_server
+    limiter = RedisLimiter(server.url(), timeout=10.0)
+    spec = LimitSpec(rpm=100)
+    try:
+        assert (await limiter.check(1, spec, 0)).allowed
+        before = limiter.round_trips
+        await admin.client_pause(10_000, all=False)
+        first = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(3)]
+        await written(limiter, before + 1)
+        queued = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        assert limiter.round_trips == before + 1
+        assert await admin.client_kill_filter(_type="normal", skipme=True) == 1
+        failed = await asyncio.gather(*first, return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailable) for r in failed), failed
+        await written(limiter, before + 2)  # the queued batch, on a new connection (still paused)
+        await admin.client_unpause()
+        assert [d.remaining_requests for d in await asyncio.gather(*queued)] == [98, 97, 96, 95]
+        assert limiter.in_flight == 0
     finally:
         await limiter.close()
 
