@@ -77,19 +77,6 @@ class LimitDecision:
     def headers(self, *, daily: bool = False) -> dict[str, str]:
         """OpenAI's rate-limit headers (for every response) plus ``Retry-After`` on a retryable 429;
         with ``daily``, also the daily quota's (``x-ratelimit-*-requests-day``, when it is set)."""
-        if daily and self.allowed and self.limit_requests is not None and self.limit_tokens is not None \
-                and self.daily_quota is not None:  # an admitted request of a key with every limit: one literal
-            return {
-                "x-ratelimit-limit-requests": str(self.limit_requests),
-                "x-ratelimit-remaining-requests": str(self.remaining_requests or 0),
-                "x-ratelimit-reset-requests": format_duration(self.reset_requests or 0.0),
-                "x-ratelimit-limit-tokens": str(self.limit_tokens),
-                "x-ratelimit-remaining-tokens": str(self.remaining_tokens or 0),
-                "x-ratelimit-reset-tokens": format_duration(self.reset_tokens or 0.0),
-                "x-ratelimit-limit-requests-day": str(self.daily_quota),
-                "x-ratelimit-remaining-requests-day": str(self.remaining_quota or 0),
-                "x-ratelimit-reset-requests-day": format_duration(self.reset_quota or 0.0),
-            }
         out: dict[str, str] = {}
         if self.limit_requests is not None:
             out["x-ratelimit-limit-requests"] = str(self.limit_requests)

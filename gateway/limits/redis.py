@@ -253,18 +253,21 @@ class RedisLimiter(Limiter):
         )
         # now_ms: empty = the server's clock; an injected clock is read at call time, as before batching
         now = b"" if self._clock is None else repr(float(self._clock())).encode()
+        self._pending.append((fut, key_id, spec, consume, arg, now))
+        self._schedule_flush(loop)
+        return fut
+
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send the queued checks on the next loop turn, unless a send is due or a call is in flight."""
         if not self._flush_scheduled and self.in_flight < self.max_in_flight:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        self._pending.append((fut, key_id, spec, consume, arg, now))
-        return fut
 
     def _answered(self) -> None:
         """A script call was answered or failed: send what queued up behind it."""
         self.in_flight -= 1
-        if self._pending and not self._flush_scheduled and self.in_flight < self.max_in_flight:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        if self._pending:
+            self._schedule_flush(asyncio.get_running_loop())
 
     def _flush(self) -> None:
         """Send the queued checks: one script call per ``max_batch`` checks, all in one write."""
@@ -421,9 +424,8 @@ class _Batch:
                 return
             self._fail(self.load_error or reply)
             return
-        if self.resolved:
+        if not self._answer():
             return
-        self._resolved()
         try:
             if not isinstance(reply, bytes):
                 raise RuntimeError(f"rate-limit script returned {reply!r}, expected a bulk string")
@@ -433,14 +435,17 @@ class _Batch:
                 if not fut.done():
                     fut.set_exception(RuntimeError(f"rate-limit reply could not be used: {exc}"))
 
-    def _resolved(self) -> None:
+    def _answer(self) -> bool:
+        """Mark the call answered (once: False when it already was) and free its place in flight."""
+        if self.resolved:
+            return False
         self.resolved = True
         self.limiter._answered()
+        return True
 
     def _fail(self, reply: RespError) -> None:
-        if self.resolved:
+        if not self._answer():
             return
-        self._resolved()
         text = str(reply)
         for fut, *_ in self.checks:
             if not fut.done():
@@ -450,9 +455,8 @@ class _Batch:
                     fut.set_exception(RuntimeError(f"rate-limit script failed in redis: {text}"))
 
     def set_exception(self, exc: BaseException) -> None:
-        if self.resolved:
+        if not self._answer():
             return
-        self._resolved()
         detail = str(exc) or type(exc).__name__
         for fut, *_ in self.checks:
             if not fut.done():

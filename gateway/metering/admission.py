@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from newapi_gateway.hooks import RequestContext
-from newapi_gateway.limits import LimitDecision, Limiter, LimitSpec
+from newapi_gateway.limits import Limiter, LimitSpec
 from newapi_gateway.pricing import HoldPolicy
 from newapi_gateway.store import StoreUnavailable
 
@@ -69,17 +69,14 @@ class LimitsAdmission:
             return
         key_id = record_of(key).id
         tokens = request_estimate(ctx, self.policy).tokens if spec.tpm is not None else 0
+        check = self._check(ctx, key_id, spec, tokens)
         overlap = self.overlap(key_id) if callable(self.overlap) else self.overlap
         if overlap and not self._recently_refused(key_id):
-            task = asyncio.get_running_loop().create_task(self._check(ctx, key_id, spec, tokens))
+            task = asyncio.get_running_loop().create_task(check)
             task.add_done_callback(_retrieve)
             ctx.notes[PENDING_NOTE] = task
             return
-        try:  # sequential: the check inline (one coroutine less per request)
-            decision = await self.limiter.check(key_id, spec, tokens)
-        except StoreUnavailable as exc:
-            raise store_unavailable(exc) from None
-        self._decided(ctx, key_id, decision)
+        await check
 
     @staticmethod
     async def finish(ctx: RequestContext) -> None:
@@ -102,10 +99,6 @@ class LimitsAdmission:
             decision = await self.limiter.check(key_id, spec, tokens)
         except StoreUnavailable as exc:
             raise store_unavailable(exc) from None
-        self._decided(ctx, key_id, decision)
-
-    def _decided(self, ctx: RequestContext, key_id: int, decision: LimitDecision) -> None:
-        """Refuse (429, and remember the key for a while) or put the limit headers on the answer."""
         if not decision.allowed:
             if len(self._refused) > 100_000:
                 self._refused.clear()

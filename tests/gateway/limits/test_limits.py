@@ -113,7 +113,7 @@ async def test_headers_use_openai_names_and_formats(limiter: Limiter) -> None:
 
 async def test_daily_headers_follow_the_openai_ones(limiter: Limiter) -> None:
     """``headers(daily=True)``: the six OpenAI headers, then the daily quota's three, whichever limits
-    are set (an admitted request of a key with all three takes a shortcut that must agree)."""
+    are set."""
     specs = [LimitSpec(rpm=60, tpm=150_000, daily_quota=1_000), LimitSpec(rpm=60, daily_quota=1_000),
              LimitSpec(tpm=150_000, daily_quota=1_000), LimitSpec(rpm=60, tpm=150_000)]
     for key, spec in enumerate(specs, start=40):

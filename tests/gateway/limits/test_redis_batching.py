@@ -45,6 +45,19 @@ async def written(limiter: RedisLimiter, round_trips: int) -> None:
     raise AssertionError(f"only {limiter.round_trips} script calls written, expected {round_trips}")
 
 
+async def batch_in_flight(
+    limiter: RedisLimiter, admin: aioredis.Redis, spec: LimitSpec, count: int
+) -> tuple[int, list[asyncio.Task[LimitDecision]]]:
+    """Connect (one check, script loaded), pause the server's writes and start ``count`` checks of key 1:
+    their script call is written and waits. Returns the round trips before it and the checks."""
+    assert (await limiter.check(1, spec, 0)).allowed  # connected, script loaded
+    before = limiter.round_trips
+    await admin.client_pause(10_000, all=False)  # WRITE: EVALSHA waits, admin commands run
+    tasks = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(count)]
+    await written(limiter, before + 1)
+    return before, tasks
+
+
 async def test_a_burst_over_two_replicas_is_batched_and_admits_exactly_the_limit(redis_url: str) -> None:
     a, b = RedisLimiter(redis_url), RedisLimiter(redis_url)
     spec = LimitSpec(rpm=50, daily_quota=1_000)
@@ -153,11 +166,7 @@ async def test_a_killed_connection_fails_every_caller_of_the_batch_then_reconnec
     limiter = RedisLimiter(server.url(), timeout=10.0)
     spec = LimitSpec(rpm=100)
     try:
-        assert (await limiter.check(1, spec, 0)).allowed  # connected, script loaded
-        before = limiter.round_trips
-        await admin.client_pause(10_000, all=False)  # WRITE: EVALSHA waits, admin commands run
-        tasks = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(20)]
-        await written(limiter, before + 1)
+        before, tasks = await batch_in_flight(limiter, admin, spec, 20)
         await asyncio.sleep(0.05)
         assert limiter.round_trips == before + 1  # the 20 checks are ONE script call
         assert await admin.client_kill_filter(_type="normal", skipme=True) == 1
@@ -236,11 +245,7 @@ async def test_checks_wait_for_the_batch_in_flight_then_go_out_together(
     limiter = RedisLimiter(server.url())
     spec = LimitSpec(rpm=100)
     try:
-        assert (await limiter.check(1, spec, 0)).allowed  # connected, script loaded
-        before = limiter.round_trips
-        await admin.client_pause(10_000, all=False)
-        first = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(5)]
-        await written(limiter, before + 1)
+        before, first = await batch_in_flight(limiter, admin, spec, 5)
         queued = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(7)]
         for _ in range(20):
             await asyncio.sleep(0)
@@ -266,11 +271,7 @@ async def test_checks_queued_behind_a_failed_batch_go_out_on_a_new_connection(
     limiter = RedisLimiter(server.url(), timeout=10.0)
     spec = LimitSpec(rpm=100)
     try:
-        assert (await limiter.check(1, spec, 0)).allowed
-        before = limiter.round_trips
-        await admin.client_pause(10_000, all=False)
-        first = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(3)]
-        await written(limiter, before + 1)
+        before, first = await batch_in_flight(limiter, admin, spec, 3)
         queued = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(4)]
         await asyncio.sleep(0.05)
         assert limiter.round_trips == before + 1
