@@ -16,12 +16,18 @@ The pipeline for an inference request is::
   (``settle``; also for failed attempts, with ``usage`` None).
 * :class:`FinishObserver` sees every finished request (audit rows).
 
+A hook that only has work under some routing-table settings (the audit log's hooks while audit is
+off, the AUP check while enforcement is off) is installed with a condition
+(:meth:`Hooks.when`): the proxy asks :meth:`Hooks.active` once per routing-table snapshot and
+runs only the hooks that apply, so a feature that is off costs nothing per request.
+
 Every hook gets the :class:`RequestContext`; it never holds a BYOK key (``byok_provider`` only),
 and :class:`SafeHeaders` hides the credential headers from hooks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -105,6 +111,10 @@ class FinishObserver(Protocol):
     async def __call__(self, ctx: RequestContext) -> None: ...
 
 
+#: Whether a hook has anything to do for requests served from a snapshot (pure; see Hooks.when).
+HookCondition = Callable[[Snapshot], bool]
+
+
 @dataclass
 class Hooks:
     """The installed hooks; empty by default (the pass-through gateway)."""
@@ -113,3 +123,34 @@ class Hooks:
     channel_filters: list[ChannelFilter] = field(default_factory=list)
     meter: Meter | None = None
     finish: list[FinishObserver] = field(default_factory=list)
+    #: Conditions of the hooks installed with :meth:`when`, keyed by the hook.
+    conditions: dict[object, HookCondition] = field(default_factory=dict)
+
+    def when(self, hook: object, condition: HookCondition) -> None:
+        """Run ``hook`` (already in one of the lists) only for snapshots where ``condition`` holds.
+
+        The condition must depend on the snapshot alone, and hold whenever the hook could do
+        anything, including raise an error (a condition that raises counts as holding)."""
+        self.conditions[hook] = condition
+
+    def copy(self) -> Hooks:
+        """The same hooks in new lists (add to them without touching these)."""
+        return Hooks(list(self.admission), list(self.channel_filters), self.meter, list(self.finish),
+                     dict(self.conditions))
+
+    def active(self, snapshot: Snapshot) -> Hooks:
+        """The hooks that apply to requests on ``snapshot`` (call once per snapshot, not per request)."""
+        if not self.conditions:
+            return self
+
+        def applies(hook: object) -> bool:
+            condition = self.conditions.get(hook)
+            if condition is None:
+                return True
+            try:
+                return bool(condition(snapshot))
+            except Exception:  # the hook itself will report the problem, per request
+                return True
+
+        return Hooks([h for h in self.admission if applies(h)], [f for f in self.channel_filters if applies(f)],
+                     self.meter, [o for o in self.finish if applies(o)])

@@ -180,8 +180,7 @@ async def serve(opts: Options, started: Callable[[int], None] | None = None) -> 
     token = _admin_token(opts)
     metering: Metering | None = None
     keys: KeyResolver
-    base = Hooks(admission=list(opts.hooks.admission), channel_filters=list(opts.hooks.channel_filters),
-                 meter=opts.hooks.meter, finish=list(opts.hooks.finish))
+    base = opts.hooks.copy()
     extensions = list(opts.admin_extensions)
     compliance: CompliancePlane | None = None
     if opts.keys:

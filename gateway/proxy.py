@@ -28,10 +28,10 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 from . import jsonutil
 from .byok import KEY_HEADER, ByokRequest, parse_byok, provider_missing, scrub
 from .errors import GatewayError, bad_request, forbidden, invalid_key, missing_key, too_large, upstream_unavailable
-from .hooks import Hooks, RequestContext, SafeHeaders
+from .hooks import ChannelFilter, Hooks, RequestContext, SafeHeaders
 from .keys import KeyResolver
 from .routing import RoutePlan, RoutingError, plan
-from .snapshot import CompiledChannel
+from .snapshot import CompiledChannel, Snapshot
 from .state import GatewayState
 from .translate import get_translator
 from .translate.base import (
@@ -113,6 +113,14 @@ class Proxy:
         self._translators: dict[tuple[str, str], Translator] = {}
         self._id_prefix = "req_" + os.urandom(6).hex()
         self._counter = 0
+        self._active: tuple[Snapshot, Hooks, Hooks] | None = None
+
+    def hooks_for(self, snap: Snapshot) -> Hooks:
+        """The hooks that apply on ``snap`` (:meth:`Hooks.active`, worked out once per snapshot)."""
+        active = self._active
+        if active is None or active[0] is not snap or active[1] is not self.hooks:
+            active = self._active = (snap, self.hooks, self.hooks.active(snap))
+        return active[2]
 
     def translator(self, client_format: str, upstream_format: str) -> Translator:
         key = (client_format, upstream_format)
@@ -163,7 +171,7 @@ class Proxy:
             if byok is not None:
                 self._check_byok_key(byok)
                 ctx.byok_provider = byok.provider
-            hooks = self.hooks
+            hooks = self.hooks_for(snap)
             if hooks.admission or hooks.channel_filters or hooks.finish or hooks.meter is not None:
                 ctx.peer = request.remote
                 ctx.headers = SafeHeaders(request.headers)
@@ -201,8 +209,9 @@ class Proxy:
             span.set_attribute("http.status_code", status)
             span.set_attribute("gateway.channel", channel_label)
             span.end()
-        if ctx is not None and self.hooks.finish:
-            for observer in self.hooks.finish:
+        finish = self.hooks_for(snap).finish
+        if ctx is not None and finish:
+            for observer in finish:
                 try:
                     await observer(ctx)
                 except Exception:
@@ -279,8 +288,9 @@ class Proxy:
         settings = snap.table.policy.gateway
         max_attempts = 1 if byok is not None else settings.max_attempts
         threshold, cooldown = settings.breaker.failure_threshold, settings.breaker.cooldown_ms / 1000
-        filters = self.hooks.channel_filters
-        meter = self.hooks.meter
+        hooks = self.hooks_for(snap)
+        filters = hooks.channel_filters
+        meter = hooks.meter
         filtered: GatewayError | None = None
         last: tuple[_Attempt, Translator, CompiledChannel] | None = None
         circuit_open = 0
@@ -288,7 +298,7 @@ class Proxy:
             if ctx.attempts >= max_attempts:
                 break
             if filters:
-                rejection = self._filter(ctx, ch)
+                rejection = self._filter(filters, ctx, ch)
                 if rejection is not None:
                     filtered = filtered or rejection
                     continue
@@ -372,8 +382,9 @@ class Proxy:
                     await meter.settle(ctx, hold, usage, outcome)
         return self._exhausted(ctx, route, last, filtered, circuit_open, byok, cooldown)
 
-    def _filter(self, ctx: RequestContext, ch: CompiledChannel) -> GatewayError | None:
-        for f in self.hooks.channel_filters:
+    @staticmethod
+    def _filter(filters: list[ChannelFilter], ctx: RequestContext, ch: CompiledChannel) -> GatewayError | None:
+        for f in filters:
             rejection = f(ctx, ch)
             if rejection is not None:
                 return rejection

@@ -33,6 +33,7 @@ from .audit_writer import AuditWriter
 
 if TYPE_CHECKING:
     from ..hooks import Hooks, RequestContext
+    from ..snapshot import Snapshot
 
 #: ``ctx.notes`` entry: ``(row, attempt)`` of the row settled with the debit of that attempt.
 NOTE_ROW = "audit.row"
@@ -57,6 +58,8 @@ class AuditLog:
         row is brought up to date before anything else awaits)."""
         hooks.admission.append(self.admission)
         hooks.finish.insert(0, self.observe)
+        hooks.when(self.admission, _keeps_stream_text)  # both do nothing while audit is off
+        hooks.when(self.observe, _audits)
 
     # -- timing ----------------------------------------------------------------------------------
 
@@ -100,3 +103,12 @@ class AuditLog:
             return
         self.writer.add(build_row(ctx, ts=self._started_at(ctx), latency_ms=latency,
                                   log_content=audit.log_prompt_content))
+
+
+def _audits(snapshot: Snapshot) -> bool:
+    return snapshot.table.policy.audit.enabled
+
+
+def _keeps_stream_text(snapshot: Snapshot) -> bool:
+    audit = snapshot.table.policy.audit
+    return audit.enabled and audit.log_prompt_content

@@ -42,7 +42,7 @@ from .problems import ComplianceConfigError
 
 if TYPE_CHECKING:
     from ..hooks import Hooks, RequestContext
-    from ..snapshot import CompiledChannel
+    from ..snapshot import CompiledChannel, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,27 @@ class ComplianceHooks:
     # -- hooks -------------------------------------------------------------------------------------
 
     def install(self, hooks: Hooks) -> None:
-        """Add the admission check and the channel filter to ``hooks``."""
+        """Add the admission check and the channel filter to ``hooks``, each for the routing tables
+        where it has work (a table whose compliance settings do not compile keeps both: the 503)."""
         hooks.admission.append(self.admission)
         hooks.channel_filters.append(self.channel_filter)
+        hooks.when(self.admission, self._checks_at_admission)
+        hooks.when(self.channel_filter, self._filters_channels)
+
+    def _checks_at_admission(self, snapshot: Snapshot) -> bool:
+        """AUP ``provider-strictest`` with policies to check."""
+        result = self._lookup(snapshot.table)
+        return isinstance(result, ComplianceConfigError) or result.aup.strictest is not None
+
+    def _filters_channels(self, snapshot: Snapshot) -> bool:
+        """A channel of ``snapshot`` can be refused, or its request's location goes into the audit row
+        (the conditions under which :meth:`channel_filter` does more than return None at once)."""
+        table = snapshot.table
+        result = self._lookup(table)
+        if isinstance(result, ComplianceConfigError):
+            return True
+        return (result.geo.apply_to_in_cluster or result.aup.enforcement == "per-channel"
+                or table.policy.audit.enabled or any(ch.commercial for ch in snapshot.channels.values()))
 
     def _text(self, ctx: RequestContext) -> str:
         cached = self._text_for

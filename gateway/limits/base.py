@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Literal
+
+from multidict import istr
 
 PERIOD_MS = 60_000
 DAY_MS = 86_400_000
@@ -51,6 +54,19 @@ class LimitSpec:
         return self.rpm is None and self.tpm is None and self.daily_quota is None
 
 
+#: Response header names of a decision (OpenAI's, then the daily quota's), as ``istr``.
+H_LIMIT_REQUESTS = istr("x-ratelimit-limit-requests")
+H_REMAINING_REQUESTS = istr("x-ratelimit-remaining-requests")
+H_RESET_REQUESTS = istr("x-ratelimit-reset-requests")
+H_LIMIT_TOKENS = istr("x-ratelimit-limit-tokens")
+H_REMAINING_TOKENS = istr("x-ratelimit-remaining-tokens")
+H_RESET_TOKENS = istr("x-ratelimit-reset-tokens")
+H_LIMIT_REQUESTS_DAY = istr("x-ratelimit-limit-requests-day")
+H_REMAINING_REQUESTS_DAY = istr("x-ratelimit-remaining-requests-day")
+H_RESET_REQUESTS_DAY = istr("x-ratelimit-reset-requests-day")
+H_RETRY_AFTER = istr("Retry-After")
+
+
 @dataclass(slots=True)  # one per request: not frozen (a frozen init costs about twice as much)
 class LimitDecision:
     """Outcome of one admission check. Times are seconds (floats); ``None`` = limit not set.
@@ -76,22 +92,25 @@ class LimitDecision:
 
     def headers(self, *, daily: bool = False) -> dict[str, str]:
         """OpenAI's rate-limit headers (for every response) plus ``Retry-After`` on a retryable 429;
-        with ``daily``, also the daily quota's (``x-ratelimit-*-requests-day``, when it is set)."""
+        with ``daily``, also the daily quota's (``x-ratelimit-*-requests-day``, when it is set).
+
+        The names are :class:`multidict.istr`: aiohttp takes them into the answer's headers
+        without case-folding each one again (this runs on every metered answer)."""
         out: dict[str, str] = {}
         if self.limit_requests is not None:
-            out["x-ratelimit-limit-requests"] = str(self.limit_requests)
-            out["x-ratelimit-remaining-requests"] = str(self.remaining_requests or 0)
-            out["x-ratelimit-reset-requests"] = format_duration(self.reset_requests or 0.0)
+            out[H_LIMIT_REQUESTS] = str(self.limit_requests)
+            out[H_REMAINING_REQUESTS] = str(self.remaining_requests or 0)
+            out[H_RESET_REQUESTS] = format_duration(self.reset_requests or 0.0)
         if self.limit_tokens is not None:
-            out["x-ratelimit-limit-tokens"] = str(self.limit_tokens)
-            out["x-ratelimit-remaining-tokens"] = str(self.remaining_tokens or 0)
-            out["x-ratelimit-reset-tokens"] = format_duration(self.reset_tokens or 0.0)
+            out[H_LIMIT_TOKENS] = str(self.limit_tokens)
+            out[H_REMAINING_TOKENS] = str(self.remaining_tokens or 0)
+            out[H_RESET_TOKENS] = format_duration(self.reset_tokens or 0.0)
         if daily and self.daily_quota is not None:
-            out["x-ratelimit-limit-requests-day"] = str(self.daily_quota)
-            out["x-ratelimit-remaining-requests-day"] = str(self.remaining_quota or 0)
-            out["x-ratelimit-reset-requests-day"] = format_duration(self.reset_quota or 0.0)
+            out[H_LIMIT_REQUESTS_DAY] = str(self.daily_quota)
+            out[H_REMAINING_REQUESTS_DAY] = str(self.remaining_quota or 0)
+            out[H_RESET_REQUESTS_DAY] = format_duration(self.reset_quota or 0.0)
         if not self.allowed and self.retry_after is not None:
-            out["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+            out[H_RETRY_AFTER] = str(max(1, math.ceil(self.retry_after)))
         return out
 
     def message(self) -> str:
@@ -152,14 +171,16 @@ class Limiter(ABC):
     LocalLimiter (embedded mode, one process). Same semantics, same results."""
 
     @abstractmethod
-    async def check(self, key_id: int, spec: LimitSpec, tokens: int) -> LimitDecision:
+    def check(self, key_id: int, spec: LimitSpec, tokens: int) -> Awaitable[LimitDecision]:
         """Admit one request of ``tokens`` estimated tokens, or refuse it; atomic across replicas.
 
-        Raises StoreUnavailable when the shared store is down (fail closed: 503).
+        Await the result (a coroutine, or the Redis limiter's future: no coroutine frame on the
+        hot path). Its decision raises StoreUnavailable when the shared store is down (fail
+        closed: 503).
         """
 
     @abstractmethod
-    async def peek(self, key_id: int, spec: LimitSpec) -> LimitDecision:
+    def peek(self, key_id: int, spec: LimitSpec) -> Awaitable[LimitDecision]:
         """The current state without counting a request (for ``GET /quota``)."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook

@@ -227,21 +227,23 @@ class RedisLimiter(Limiter):
         #: Checks and peeks sent to Redis (unlimited keys and callers cancelled in time are not).
         self.checks = 0
 
-    async def check(self, key_id: int, spec: LimitSpec, tokens: int) -> LimitDecision:
+    def check(self, key_id: int, spec: LimitSpec, tokens: int) -> asyncio.Future[LimitDecision]:
         if tokens < 0:
             raise ValueError(f"tokens: must be >= 0, got {tokens}")
         if spec.unlimited:
             return self._unlimited(spec, consume=True)
-        return await self._submit(key_id, spec, tokens, 1)
+        return self._submit(key_id, spec, tokens, 1)
 
-    async def peek(self, key_id: int, spec: LimitSpec) -> LimitDecision:
+    def peek(self, key_id: int, spec: LimitSpec) -> asyncio.Future[LimitDecision]:
         if spec.unlimited:
             return self._unlimited(spec, consume=False)
-        return await self._submit(key_id, spec, 0, 0)
+        return self._submit(key_id, spec, 0, 0)
 
-    def _unlimited(self, spec: LimitSpec, *, consume: bool) -> LimitDecision:
+    def _unlimited(self, spec: LimitSpec, *, consume: bool) -> asyncio.Future[LimitDecision]:
         # Nothing to enforce: no round trip (the request count lives in the usage rollups).
-        return decide(spec, self._clock() if self._clock else 0.0, None, None, 0, consume=consume)
+        fut: asyncio.Future[LimitDecision] = asyncio.get_running_loop().create_future()
+        fut.set_result(decide(spec, self._clock() if self._clock else 0.0, None, None, 0, consume=consume))
+        return fut
 
     def _submit(self, key_id: int, spec: LimitSpec, tokens: int, consume: int) -> asyncio.Future[LimitDecision]:
         """Queue one check for this loop turn's batch (sent by ``_flush``); the future gets its decision."""

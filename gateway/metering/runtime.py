@@ -95,8 +95,10 @@ class Metering:
         """``base`` plus the limits admission check (after the existing ones) and the meter."""
         if base.meter is not None:
             raise ValueError("a meter is already installed; the metering layer brings its own")
-        return Hooks(admission=[*base.admission, self.admission], channel_filters=list(base.channel_filters),
-                     meter=self.meter, finish=list(base.finish))
+        hooks = base.copy()
+        hooks.admission.append(self.admission)
+        hooks.meter = self.meter
+        return hooks
 
     def quota_endpoint(self, state: GatewayState) -> QuotaEndpoint:
         return QuotaEndpoint(state, self.resolver, self.store, self.limiter, self.admission)

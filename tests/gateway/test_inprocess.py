@@ -19,7 +19,7 @@ from newapi_gateway.errors import GatewayError
 from newapi_gateway.hooks import Hooks, RequestContext
 from newapi_gateway.keys import KeyInfo, StaticKeyResolver, key_digest
 from newapi_gateway.proxy import Proxy
-from newapi_gateway.snapshot import CompiledChannel
+from newapi_gateway.snapshot import CompiledChannel, Snapshot
 from newapi_gateway.state import GatewayState
 from newapi_gateway.tracing import tracer_with
 from newapi_gateway.translate.base import Usage
@@ -133,4 +133,37 @@ async def test_hooks_see_each_step(demo_upstream: DemoUpstreamProcess) -> None:
         assert info.value.code == "content_policy_violation"
         assert finished[-1] == (400, "")
         assert admitted == ["m", "m", "m"]
+        await client.close()
+
+
+async def test_conditional_hooks_run_only_on_the_snapshots_they_apply_to(demo_upstream: DemoUpstreamProcess) -> None:
+    calls: list[str] = []
+    asked: list[bool] = []
+
+    async def admission(ctx: RequestContext) -> None:
+        calls.append("admission")
+
+    async def finish(ctx: RequestContext) -> None:
+        calls.append("finish")
+
+    def audits(snapshot: Snapshot) -> bool:
+        asked.append(snapshot.table.policy.audit.enabled)
+        return snapshot.table.policy.audit.enabled
+
+    hooks = Hooks(admission=[admission], finish=[finish])
+    hooks.when(admission, audits)
+    hooks.when(finish, audits)
+    async for r in start(demo_upstream, hooks=hooks):
+        client = openai.AsyncOpenAI(base_url=r.url, api_key="sk-1", max_retries=0)
+        r.state.set_table(table([channel("local", ["m"], endpoint=demo_upstream.base_url("local"))],
+                                {"audit": {"enabled": False}}), "quiet")
+        for _ in range(3):
+            await client.chat.completions.create(model="m", messages=HELLO)  # type: ignore[arg-type]
+        assert calls == []
+        assert asked == [False, False]  # once per hook and snapshot, not per request
+        r.state.set_table(table([channel("local", ["m"], endpoint=demo_upstream.base_url("local"))],
+                                {"audit": {"enabled": True}}), "audited")
+        await client.chat.completions.create(model="m", messages=HELLO)  # type: ignore[arg-type]
+        assert calls == ["admission", "finish"]
+        assert asked == [False, False, True, True]
         await client.close()

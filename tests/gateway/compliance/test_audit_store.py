@@ -12,13 +12,17 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from newapi_gateway.compliance.audit import AuditLog
 from newapi_gateway.compliance.audit_retention import cutoff_for, purge_expired, retention_forever
 from newapi_gateway.compliance.audit_writer import AuditWriter
 from newapi_gateway.compliance.retention_probe import InvalidMarker, check_marker, search
+from newapi_gateway.hooks import Hooks
 from newapi_gateway.store import AuditEvent, Store, create_store
 from newapi_gateway.store.keys import hash_key
 from newapi_gateway.store.models import KeySettings
 from tests.services import PostgresFactory
+
+from .builders import channel, make_snapshot, make_table
 
 NOW = datetime.now(UTC)
 FAR = (NOW - timedelta(days=3650), NOW + timedelta(days=1))
@@ -207,3 +211,18 @@ async def test_probe_searches_redis_keys_and_values(redis_url: str, tmp_path: Pa
         assert ("value:leak:z", "sha256-hex") in where
     finally:
         await client.aclose()
+
+
+def test_the_audit_hooks_apply_only_while_audit_is_on() -> None:
+    log = AuditLog(AuditWriter(create_store(sqlite_path=":memory:")))  # never opened: nothing is written
+    hooks = Hooks()
+    log.install(hooks)
+    local = [channel("local", "vllm", ["m"])]
+
+    def active(audit: dict[str, bool]) -> tuple[list[object], list[object]]:
+        on = hooks.active(make_snapshot(make_table(local, {"audit": audit})))
+        return list(on.admission), list(on.finish)
+
+    assert active({"enabled": False}) == ([], [])
+    assert active({"enabled": True}) == ([], [log.observe])  # the stream text is kept only for logPromptContent
+    assert active({"enabled": True, "logPromptContent": True}) == ([log.admission], [log.observe])

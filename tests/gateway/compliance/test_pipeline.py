@@ -237,3 +237,33 @@ def test_in_cluster_channel_without_audit_needs_no_location(hooks: ComplianceHoo
     ctx = make_ctx(in_cluster_geo, chat("hello"), peer="198.51.100.7")
     hooks.channel_filter(ctx, in_cluster_geo.channels["local"])
     assert NOTE_LOCATION in ctx.notes
+
+
+def test_the_hooks_apply_only_to_tables_where_they_have_work(hooks: ComplianceHooks) -> None:
+    pipeline = Hooks()
+    hooks.install(pipeline)
+    local = [channel("local", "vllm", ["m"])]
+    quiet = {"aup": {"enforcement": "off"}, "audit": {"enabled": False}}
+    idle = pipeline.active(make_snapshot(make_table(local, quiet)))
+    assert (idle.admission, idle.channel_filters) == ([], [])  # nothing to check, nothing to record
+    strict = pipeline.active(make_snapshot(make_table(channels(), {"geo": GEO})))
+    assert (strict.admission, strict.channel_filters) == ([hooks.admission], [hooks.channel_filter])
+    # in-cluster channels only: the filter still runs when geo covers them, per channel, or for the audit row
+    for policy in ({**quiet, "geo": {**GEO, "applyToInCluster": True}},
+                   {**quiet, "aup": {"enforcement": "per-channel"}},
+                   {**quiet, "audit": {"enabled": True}}):
+        active = pipeline.active(make_snapshot(make_table(local, policy)))
+        assert (active.admission, active.channel_filters) == ([], [hooks.channel_filter]), policy
+    commercial = pipeline.active(make_snapshot(make_table(channels(), {"aup": {"enforcement": "per-channel"},
+                                                                       "audit": {"enabled": False}})))
+    assert (commercial.admission, commercial.channel_filters) == ([], [hooks.channel_filter])  # geo: commercial
+
+
+def test_a_table_whose_compliance_does_not_compile_keeps_both_hooks(hooks: ComplianceHooks) -> None:
+    pipeline = Hooks()
+    hooks.install(pipeline)
+    bad = make_snapshot(make_table([channel("local", "vllm", ["m"])],
+                                   {"aup": {"enforcement": "off"}, "audit": {"enabled": False},
+                                    "geo": {"geoipDatabase": "/nonexistent/geo.mmdb"}}))
+    active = pipeline.active(bad)
+    assert (active.admission, active.channel_filters) == ([hooks.admission], [hooks.channel_filter])

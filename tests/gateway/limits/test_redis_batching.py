@@ -53,7 +53,7 @@ async def batch_in_flight(
     assert (await limiter.check(1, spec, 0)).allowed  # connected, script loaded
     before = limiter.round_trips
     await admin.client_pause(10_000, all=False)  # WRITE: EVALSHA waits, admin commands run
-    tasks = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(count)]
+    tasks = [asyncio.ensure_future(limiter.check(1, spec, 0)) for _ in range(count)]
     await written(limiter, before + 1)
     return before, tasks
 
@@ -210,17 +210,16 @@ async def test_cancelled_callers_do_not_disturb_the_others(paused_server: tuple[
         for k, spec in specs.items():
             await limiter.check(k, spec, 0)  # one request used on each key
         # Cancelled before its batch is written: left out, nothing consumed.
-        early = asyncio.create_task(limiter.check(1, specs[1], 0))
-        await asyncio.sleep(0)  # the task queues its check; the batch is written on the next turn
+        early = asyncio.ensure_future(limiter.check(1, specs[1], 0))  # queued; written on the next turn
         early.cancel()
         checks, before = limiter.checks, limiter.round_trips
         await admin.client_pause(10_000, all=False)
-        first = {k: asyncio.create_task(limiter.check(k, spec, 0)) for k, spec in specs.items()}
+        first = {k: asyncio.ensure_future(limiter.check(k, spec, 0)) for k, spec in specs.items()}
         await written(limiter, before + 1)
         assert limiter.checks == checks + 6  # the early one was not sent
         first[2].cancel()
         first[5].cancel()
-        second = {k: asyncio.create_task(limiter.check(k, specs[k], 0)) for k in (1, 2, 3)}
+        second = {k: asyncio.ensure_future(limiter.check(k, specs[k], 0)) for k in (1, 2, 3)}
         await written(limiter, before + 2)
         await admin.client_unpause()
         for k in (1, 3, 4, 6):
@@ -246,7 +245,7 @@ async def test_checks_wait_for_the_batch_in_flight_then_go_out_together(
     spec = LimitSpec(rpm=100)
     try:
         before, first = await batch_in_flight(limiter, admin, spec, 5)
-        queued = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(7)]
+        queued = [asyncio.ensure_future(limiter.check(1, spec, 0)) for _ in range(7)]
         for _ in range(20):
             await asyncio.sleep(0)
         assert (limiter.round_trips, limiter.in_flight) == (before + 1, 1)  # queued, not written
@@ -272,7 +271,7 @@ async def test_checks_queued_behind_a_failed_batch_go_out_on_a_new_connection(
     spec = LimitSpec(rpm=100)
     try:
         before, first = await batch_in_flight(limiter, admin, spec, 3)
-        queued = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(4)]
+        queued = [asyncio.ensure_future(limiter.check(1, spec, 0)) for _ in range(4)]
         await asyncio.sleep(0.05)
         assert limiter.round_trips == before + 1
         assert await admin.client_kill_filter(_type="normal", skipme=True) == 1
@@ -296,7 +295,7 @@ async def test_noscript_with_a_batch_in_flight_reloads_and_repeats_the_batch_onc
         assert (await limiter.check(1, spec, 0)).allowed  # NOSCRIPT, SCRIPT LOAD, EVALSHA
         assert limiter.round_trips == 3
         await admin.client_pause(10_000, all=False)
-        tasks = [asyncio.create_task(limiter.check(1, spec, 0)) for _ in range(30)]
+        tasks = [asyncio.ensure_future(limiter.check(1, spec, 0)) for _ in range(30)]
         await written(limiter, 4)
         await admin.script_flush()
         assert await admin.script_exists(SHA) == [False]
