@@ -142,6 +142,7 @@ class Proxy:
         if snap is None:
             err = upstream_unavailable("The gateway has no routing table loaded yet; retry shortly.", 503, "not_ready")
             return self._error_response(err, client_format, request_id)
+        hooks = self.hooks_for(snap)
         span: Span | None = None
         if self.tracer is not None:
             span = self.tracer.start_span("gateway.request", kind=SpanKind.SERVER)
@@ -171,7 +172,6 @@ class Proxy:
             if byok is not None:
                 self._check_byok_key(byok)
                 ctx.byok_provider = byok.provider
-            hooks = self.hooks_for(snap)
             if hooks.admission or hooks.channel_filters or hooks.finish or hooks.meter is not None:
                 ctx.peer = request.remote
                 ctx.headers = SafeHeaders(request.headers)
@@ -189,7 +189,7 @@ class Proxy:
             if span is not None:
                 span.set_attribute("gateway.model", model_label or "_other")
                 span.set_attribute("gateway.served_model", route.served)
-            response = await self._forward(request, ctx, route, body, byok, span)
+            response = await self._forward(request, ctx, route, body, byok, span, hooks)
         except GatewayError as err:
             response = self._error_response(err, client_format, request_id)
         except Exception:
@@ -209,9 +209,8 @@ class Proxy:
             span.set_attribute("http.status_code", status)
             span.set_attribute("gateway.channel", channel_label)
             span.end()
-        finish = self.hooks_for(snap).finish
-        if ctx is not None and finish:
-            for observer in finish:
+        if ctx is not None and hooks.finish:
+            for observer in hooks.finish:
                 try:
                     await observer(ctx)
                 except Exception:
@@ -283,12 +282,12 @@ class Proxy:
         body: dict[str, Any],
         byok: ByokRequest | None,
         span: Span | None,
+        hooks: Hooks,
     ) -> web.StreamResponse:
         snap = ctx.snapshot
         settings = snap.table.policy.gateway
         max_attempts = 1 if byok is not None else settings.max_attempts
         threshold, cooldown = settings.breaker.failure_threshold, settings.breaker.cooldown_ms / 1000
-        hooks = self.hooks_for(snap)
         filters = hooks.channel_filters
         meter = hooks.meter
         filtered: GatewayError | None = None

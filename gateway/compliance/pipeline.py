@@ -150,12 +150,10 @@ class ComplianceHooks:
     def _filters_channels(self, snapshot: Snapshot) -> bool:
         """A channel of ``snapshot`` can be refused, or its request's location goes into the audit row
         (the conditions under which :meth:`channel_filter` does more than return None at once)."""
-        table = snapshot.table
-        result = self._lookup(table)
+        result = self._lookup(snapshot.table)
         if isinstance(result, ComplianceConfigError):
             return True
-        return (result.geo.apply_to_in_cluster or result.aup.enforcement == "per-channel"
-                or table.policy.audit.enabled or any(ch.commercial for ch in snapshot.channels.values()))
+        return any(_decides(result, snapshot.table, ch) for ch in snapshot.channels.values())
 
     def _text(self, ctx: RequestContext) -> str:
         cached = self._text_for
@@ -191,8 +189,7 @@ class ComplianceHooks:
         plan = self.plan_for(table)
         location: Location | None = ctx.notes.get(NOTE_LOCATION)
         if location is None:
-            if (not channel.commercial and not plan.geo.apply_to_in_cluster and plan.aup.enforcement != "per-channel"
-                    and not table.policy.audit.enabled):
+            if not _decides(plan, table, channel):
                 return None  # nothing to decide and no audit row to record the location in
             location = ctx.notes[NOTE_LOCATION] = plan.resolver.resolve(ctx.peer, ctx.headers)
         decision = decide(plan.geo, location, channel)
@@ -249,3 +246,10 @@ def audit_fields(notes: dict[str, Any]) -> dict[str, str | None]:
         "geo": geo.label if geo is not None else ("allow" if NOTE_LOCATION in notes else None),
         "aup": aup.label if aup is not None else None,
     }
+
+
+def _decides(plan: CompliancePlan, table: RoutingTable, channel: CompiledChannel) -> bool:
+    """The channel filter has work for ``channel``: geo applies to it (commercial, or in-cluster with
+    ``applyToInCluster``), AUP is checked per channel, or the audit row records the location."""
+    return (channel.commercial or plan.geo.apply_to_in_cluster or plan.aup.enforcement == "per-channel"
+            or table.policy.audit.enabled)

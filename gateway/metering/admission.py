@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from newapi_gateway.hooks import RequestContext
-from newapi_gateway.limits import LimitDecision, Limiter, LimitSpec
+from newapi_gateway.limits import Limiter, LimitSpec
 from newapi_gateway.pricing import HoldPolicy
 from newapi_gateway.store import StoreUnavailable
 
@@ -69,18 +69,14 @@ class LimitsAdmission:
             return
         key_id = record_of(key).id
         tokens = request_estimate(ctx, self.policy).tokens if spec.tpm is not None else 0
+        check = self._check(ctx, key_id, spec, tokens)
         overlap = self.overlap(key_id) if callable(self.overlap) else self.overlap
         if overlap and not self._recently_refused(key_id):
-            task = asyncio.get_running_loop().create_task(self._check(ctx, key_id, spec, tokens))
+            task = asyncio.get_running_loop().create_task(check)
             task.add_done_callback(_retrieve)
             ctx.notes[PENDING_NOTE] = task
             return
-        # sequential: the limiter's answer awaited right here (one coroutine frame less than _check)
-        try:
-            decision = await self.limiter.check(key_id, spec, tokens)
-        except StoreUnavailable as exc:
-            raise store_unavailable(exc) from None
-        self._admit(ctx, key_id, decision)
+        await check
 
     @staticmethod
     async def finish(ctx: RequestContext) -> None:
@@ -103,11 +99,6 @@ class LimitsAdmission:
             decision = await self.limiter.check(key_id, spec, tokens)
         except StoreUnavailable as exc:
             raise store_unavailable(exc) from None
-        self._admit(ctx, key_id, decision)
-
-    def _admit(self, ctx: RequestContext, key_id: int, decision: LimitDecision) -> None:
-        """Raise the 429 of a refusal (and remember the key for a while); else put the decision's
-        headers on the answer."""
         if not decision.allowed:
             if len(self._refused) > 100_000:
                 self._refused.clear()
@@ -118,3 +109,4 @@ class LimitsAdmission:
             ctx.response_headers.update(headers)
         else:
             ctx.response_headers = headers
+

@@ -47,7 +47,7 @@ async def written(limiter: RedisLimiter, round_trips: int) -> None:
 
 async def batch_in_flight(
     limiter: RedisLimiter, admin: aioredis.Redis, spec: LimitSpec, count: int
-) -> tuple[int, list[asyncio.Task[LimitDecision]]]:
+) -> tuple[int, list[asyncio.Future[LimitDecision]]]:
     """Connect (one check, script loaded), pause the server's writes and start ``count`` checks of key 1:
     their script call is written and waits. Returns the round trips before it and the checks."""
     assert (await limiter.check(1, spec, 0)).allowed  # connected, script loaded
@@ -56,6 +56,14 @@ async def batch_in_flight(
     tasks = [asyncio.ensure_future(limiter.check(1, spec, 0)) for _ in range(count)]
     await written(limiter, before + 1)
     return before, tasks
+
+
+async def kill_connection(admin: aioredis.Redis, batch: list[asyncio.Future[LimitDecision]]) -> list[StoreUnavailable]:
+    """Kill the limiter's connection while ``batch`` waits on it: every caller gets StoreUnavailable."""
+    assert await admin.client_kill_filter(_type="normal", skipme=True) == 1
+    results = await asyncio.gather(*batch, return_exceptions=True)
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    return [r for r in results if isinstance(r, StoreUnavailable)]
 
 
 async def test_a_burst_over_two_replicas_is_batched_and_admits_exactly_the_limit(redis_url: str) -> None:
@@ -169,10 +177,8 @@ async def test_a_killed_connection_fails_every_caller_of_the_batch_then_reconnec
         before, tasks = await batch_in_flight(limiter, admin, spec, 20)
         await asyncio.sleep(0.05)
         assert limiter.round_trips == before + 1  # the 20 checks are ONE script call
-        assert await admin.client_kill_filter(_type="normal", skipme=True) == 1
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        assert all(isinstance(r, StoreUnavailable) for r in results), results
-        assert all("connection to redis" in r.detail for r in results if isinstance(r, StoreUnavailable))
+        results = await kill_connection(admin, tasks)
+        assert all("connection to redis" in r.detail for r in results)
         await admin.client_unpause()
         decision = await limiter.check(1, spec, 0)  # a new connection
         assert decision.remaining_requests == 98  # the killed batch consumed nothing
@@ -274,9 +280,7 @@ async def test_checks_queued_behind_a_failed_batch_go_out_on_a_new_connection(
         queued = [asyncio.ensure_future(limiter.check(1, spec, 0)) for _ in range(4)]
         await asyncio.sleep(0.05)
         assert limiter.round_trips == before + 1
-        assert await admin.client_kill_filter(_type="normal", skipme=True) == 1
-        failed = await asyncio.gather(*first, return_exceptions=True)
-        assert all(isinstance(r, StoreUnavailable) for r in failed), failed
+        await kill_connection(admin, first)
         await written(limiter, before + 2)  # the queued batch, on a new connection (still paused)
         await admin.client_unpause()
         assert [d.remaining_requests for d in await asyncio.gather(*queued)] == [98, 97, 96, 95]
