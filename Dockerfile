@@ -10,7 +10,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
+# a C compiler for mypyc, which compiles the metering hot path (setup.py); the runtime stage has none
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml setup.py constraints.txt README.md ./
+COPY hack/mypyc.ini hack/
 COPY operator/ operator/
 COPY gateway/ gateway/
 RUN python -m pip wheel --constraint constraints.txt --wheel-dir /wheels . \

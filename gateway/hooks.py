@@ -27,7 +27,7 @@ and :class:`SafeHeaders` hides the credential headers from hooks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -94,7 +94,9 @@ class RequestContext:
 
 
 class AdmissionCheck(Protocol):
-    async def __call__(self, ctx: RequestContext) -> None: ...
+    """Awaited by the proxy: a coroutine function, or a function returning an awaitable."""
+
+    def __call__(self, ctx: RequestContext) -> Awaitable[None]: ...
 
 
 class ChannelFilter(Protocol):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
+import os
 import subprocess
 import sys
 import tomllib
@@ -68,3 +71,27 @@ def test_constraints_pin_every_dependency() -> None:
         for sep in ("==", ">=", "<", "[", " "):
             name = name.split(sep)[0]
         assert name.strip().lower().replace("_", "-") in pins, f"{name} is not pinned in constraints.txt"
+
+
+def _compiled_modules() -> list[str]:
+    """setup.py's ``COMPILED`` (the modules mypyc compiles), read without running the build."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "COMPILED" for t in node.targets):
+            return [f"newapi_gateway.{name.replace('/', '.')}" for name in ast.literal_eval(node.value)]
+    raise AssertionError("setup.py defines no COMPILED tuple")
+
+
+def test_an_installed_build_runs_the_compiled_metering_modules() -> None:
+    """The test command installs the project (not editable): the metering hot path must be the mypyc
+    build, or the benchmark figures in docs/metering.md do not hold. An editable install (the source
+    folder) or ``NEWAPI_PURE_PYTHON=1`` runs the same modules interpreted."""
+    import newapi_gateway
+
+    from_source = Path(newapi_gateway.__file__).resolve().parent == ROOT / "gateway"
+    expect_compiled = not from_source and os.environ.get("NEWAPI_PURE_PYTHON") != "1"
+    modules = _compiled_modules()
+    assert "newapi_gateway.metering.meter" in modules
+    for name in modules:
+        path = importlib.import_module(name).__file__ or ""
+        assert path.endswith(".py") != expect_compiled, (name, path)

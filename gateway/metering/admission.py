@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 
 from newapi_gateway.hooks import RequestContext
+from newapi_gateway.keys import KeyInfo
 from newapi_gateway.limits import Limiter, LimitSpec
 from newapi_gateway.pricing import HoldPolicy
+from newapi_gateway.snapshot import Snapshot
 from newapi_gateway.store import StoreUnavailable
 
 from .errors import rate_limited, store_unavailable
@@ -32,6 +34,18 @@ from .resolver import record_of
 
 #: How long a refused key is checked sequentially (seconds, at most).
 REFUSED_MEMORY = 60.0
+
+
+class _Nothing:
+    """An awaitable that is already done (what the admission check returns when there is nothing to wait for)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+_NOTHING = _Nothing()
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -50,6 +64,8 @@ class LimitsAdmission:
         self.policy = policy or HoldPolicy()
         self.overlap = overlap
         self._specs: dict[tuple[int | None, int | None, int | None], LimitSpec] = {}
+        # id(KeyInfo) -> (that KeyInfo, the snapshot, its limits, its store key id)
+        self._keys: dict[int, tuple[KeyInfo, Snapshot, LimitSpec, int]] = {}
         self._refused: dict[int, float] = {}
 
     def spec(self, rpm: int | None, tpm: int | None, daily_quota: int | None) -> LimitSpec:
@@ -61,13 +77,28 @@ class LimitsAdmission:
             spec = self._specs[key] = LimitSpec(rpm=rpm, tpm=tpm, daily_quota=daily_quota)
         return spec
 
-    async def __call__(self, ctx: RequestContext) -> None:
-        key = ctx.key
-        tier = ctx.snapshot.table.policy.tiers.get(key.tier)
+    def limits_of(self, ctx: RequestContext) -> tuple[LimitSpec, int]:
+        """The request's key's limits and store key id, worked out once per key and routing table
+        (a key's :class:`KeyInfo` is a new object whenever its record changes)."""
+        key, snapshot = ctx.key, ctx.snapshot
+        known = self._keys.get(id(key))
+        if known is not None and known[0] is key and known[1] is snapshot:
+            return known[2], known[3]
+        tier = snapshot.table.policy.tiers.get(key.tier)
         spec = self.spec(key.rpm, key.tpm, tier.daily_request_quota if tier is not None else None)
-        if spec.unlimited:
-            return
         key_id = record_of(key).id
+        if len(self._keys) > 100_000:
+            self._keys.clear()
+        self._keys[id(key)] = (key, snapshot, spec, key_id)
+        return spec, key_id
+
+    def __call__(self, ctx: RequestContext) -> Awaitable[None]:
+        """Start the check; the proxy awaits what this returns (the check itself, or nothing left to
+        wait for: no limits, or the check runs alongside the hold). Not a coroutine: the request's
+        task then resumes one frame fewer when the limiter answers."""
+        spec, key_id = self.limits_of(ctx)
+        if spec.unlimited:
+            return _NOTHING
         tokens = request_estimate(ctx, self.policy).tokens if spec.tpm is not None else 0
         check = self._check(ctx, key_id, spec, tokens)
         overlap = self.overlap(key_id) if callable(self.overlap) else self.overlap
@@ -75,8 +106,8 @@ class LimitsAdmission:
             task = asyncio.get_running_loop().create_task(check)
             task.add_done_callback(_retrieve)
             ctx.notes[PENDING_NOTE] = task
-            return
-        await check
+            return _NOTHING
+        return check
 
     @staticmethod
     async def finish(ctx: RequestContext) -> None:

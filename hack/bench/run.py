@@ -340,6 +340,15 @@ def _version(cmd: list[str]) -> str:
     return (done.stdout + done.stderr).strip().splitlines()[0] if (done.stdout + done.stderr).strip() else "?"
 
 
+def metering_build() -> str:
+    """``compiled`` (mypyc, setup.py) or ``interpreted`` (an editable install, or
+    ``NEWAPI_PURE_PYTHON=1``): how the full path's metering modules run in this environment, whose
+    ``newapi`` the scenarios start."""
+    from newapi_gateway.metering import meter
+
+    return "interpreted" if (meter.__file__ or "").endswith(".py") else "compiled"
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -444,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_1_5_15_start": [round(x, 2) for x in load_before],
             "loadavg_1_5_15_end": [round(x, 2) for x in os.getloadavg()],
             "python": sys.version.split()[0],
+            "metering_build": metering_build(),
             "wrk": _version([tools["wrk"], "--version"]),
             "nginx": _version([tools["nginx"], "-v"]),
             "request": NON_STREAM_BODY,
@@ -458,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(results))
     print(fullpath_table(fullpath))
     print(fullpath_table(fullpath_metering))
+    print(f"\nmetering modules: {metering_build()} (see hack/bench/README.md, Requirements)")
     print(f"\nresults: {args.out} ({elapsed} s; load average at start {load_before[0]:.2f})")
     if args.keep_workdir:
         print(f"workdir: {workdir}")

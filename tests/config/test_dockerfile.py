@@ -38,7 +38,7 @@ def test_multi_stage_build_uses_the_constraints() -> None:
     assert "pip wheel" in build_runs
     assert "--constraint constraints.txt" in build_runs
     copied = " ".join(rest for word, rest in build if word == "COPY")
-    for needed in ("pyproject.toml", "constraints.txt", "operator/", "gateway/"):
+    for needed in ("pyproject.toml", "setup.py", "hack/mypyc.ini", "constraints.txt", "operator/", "gateway/"):
         assert needed in copied
     assert any(word == "COPY" and rest.startswith("--from=build ") for word, rest in runtime)
 
@@ -66,3 +66,5 @@ def test_dockerignore_keeps_the_context_small() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in lines
     assert not any(line.startswith("!") and ".venv" in line for line in lines)
+    for needed in ("pyproject.toml", "setup.py", "hack/mypyc.ini", "constraints.txt", "README.md"):
+        assert f"!{needed}" in lines, f"the build stage copies {needed}: let it into the context"
