@@ -64,8 +64,9 @@ class LimitsAdmission:
         self.policy = policy or HoldPolicy()
         self.overlap = overlap
         self._specs: dict[tuple[int | None, int | None, int | None], LimitSpec] = {}
-        # id(KeyInfo) -> (that KeyInfo, the snapshot, its limits, its store key id)
-        self._keys: dict[int, tuple[KeyInfo, Snapshot, LimitSpec, int]] = {}
+        # id(KeyInfo) -> (that KeyInfo, its limits, its store key id), for the routing table _keys_for
+        self._keys: dict[int, tuple[KeyInfo, LimitSpec, int]] = {}
+        self._keys_for: Snapshot | None = None
         self._refused: dict[int, float] = {}
 
     def spec(self, rpm: int | None, tpm: int | None, daily_quota: int | None) -> LimitSpec:
@@ -81,15 +82,18 @@ class LimitsAdmission:
         """The request's key's limits and store key id, worked out once per key and routing table
         (a key's :class:`KeyInfo` is a new object whenever its record changes)."""
         key, snapshot = ctx.key, ctx.snapshot
+        if snapshot is not self._keys_for:  # a new routing table: tier quotas may have changed
+            self._keys = {}
+            self._keys_for = snapshot
         known = self._keys.get(id(key))
-        if known is not None and known[0] is key and known[1] is snapshot:
-            return known[2], known[3]
+        if known is not None and known[0] is key:
+            return known[1], known[2]
         tier = snapshot.table.policy.tiers.get(key.tier)
         spec = self.spec(key.rpm, key.tpm, tier.daily_request_quota if tier is not None else None)
         key_id = record_of(key).id
         if len(self._keys) > 100_000:
             self._keys.clear()
-        self._keys[id(key)] = (key, snapshot, spec, key_id)
+        self._keys[id(key)] = (key, spec, key_id)
         return spec, key_id
 
     def __call__(self, ctx: RequestContext) -> Awaitable[None]:
