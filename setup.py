@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 #: The modules compiled (paths under gateway/, without ``.py``). A class defined here cannot be
 #: subclassed by interpreted code, so every ``Limiter`` implementation is in the list.
@@ -37,7 +37,7 @@ COMPILED = (
 ROOT = Path(__file__).resolve().parent
 
 
-def compiled_extensions() -> list:  # type: ignore[type-arg]
+def compiled_extensions() -> list[Extension]:
     if os.environ.get("NEWAPI_PURE_PYTHON") == "1" or "editable_wheel" in sys.argv:
         return []
     from mypyc.build import mypycify
@@ -53,7 +53,8 @@ def compiled_extensions() -> list:  # type: ignore[type-arg]
     # The build environment has mypy but not the runtime dependencies: their types are Any here.
     flags = ["--config-file", str((ROOT / "hack" / "mypyc.ini").relative_to(ROOT))]
     # group_name: the shared runtime library is the top-level module ``newapi_gateway__mypyc``
-    return mypycify([*flags, *paths], opt_level="3", group_name="newapi_gateway")  # type: ignore[no-any-return]
+    extensions: list[Extension] = mypycify([*flags, *paths], opt_level="3", group_name="newapi_gateway")
+    return extensions
 
 
 setup(ext_modules=compiled_extensions())
