@@ -32,6 +32,8 @@ COMPILED = (
     "metering/leases",
     "metering/meter",
     "metering/resolver",
+    "store/keycache",
+    "store/models",
 )
 
 ROOT = Path(__file__).resolve().parent

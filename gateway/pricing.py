@@ -145,7 +145,7 @@ def _value_tokens(value: Any) -> int:
     return 0
 
 
-def _dict_tokens(value: Mapping[str, Any]) -> int:
+def _dict_tokens(value: dict[str, Any]) -> int:
     """A message or content part: an image part counts a fixed amount, else every value but ``type``."""
     if value.get("type") in _IMAGE_PART_TYPES:
         return IMAGE_TOKENS
@@ -183,7 +183,7 @@ def _input_tokens(value: Any) -> int:
     return 0
 
 
-def estimate_prompt_tokens(body: Mapping[str, Any], operation: str) -> int:
+def estimate_prompt_tokens(body: dict[str, Any], operation: str) -> int:
     """Prompt token estimate for ``operation`` in ``chat``, ``completions``, ``embeddings``, ``messages``."""
     if operation == "embeddings":
         return _input_tokens(body.get("input"))
@@ -211,7 +211,7 @@ def _positive_int(value: Any) -> int | None:
     return None
 
 
-def max_output_tokens(body: Mapping[str, Any], operation: str, policy: HoldPolicy) -> int:
+def max_output_tokens(body: dict[str, Any], operation: str, policy: HoldPolicy) -> int:
     """Most output tokens the request can produce: its own maximum times choices, or the policy's."""
     if operation == "embeddings":
         return 0
@@ -229,7 +229,7 @@ def max_output_tokens(body: Mapping[str, Any], operation: str, policy: HoldPolic
 
 
 def estimate_hold(
-    body: Mapping[str, Any],
+    body: dict[str, Any],
     operation: str,
     price: Price,
     multiplier_percent: int = 100,

@@ -67,7 +67,7 @@ H_RESET_REQUESTS_DAY = istr("x-ratelimit-reset-requests-day")
 H_RETRY_AFTER = istr("Retry-After")
 
 
-@dataclass(slots=True)  # one per request: not frozen (a frozen init costs about twice as much)
+@dataclass(slots=True, init=False)  # one per request: see __init__
 class LimitDecision:
     """Outcome of one admission check. Times are seconds (floats); ``None`` = limit not set.
 
@@ -89,6 +89,36 @@ class LimitDecision:
     remaining_quota: int | None = None
     reset_quota: float | None = None
     retry_after: float | None = None
+
+    # Written out instead of generated: the dataclass decorator's __init__ is interpreted code even
+    # in the compiled build (setup.py), and this one runs on every metered request.
+    def __init__(
+        self,
+        allowed: bool,
+        reason: Reason,
+        limit_requests: int | None = None,
+        remaining_requests: int | None = None,
+        reset_requests: float | None = None,
+        limit_tokens: int | None = None,
+        remaining_tokens: int | None = None,
+        reset_tokens: float | None = None,
+        daily_quota: int | None = None,
+        remaining_quota: int | None = None,
+        reset_quota: float | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.allowed = allowed
+        self.reason = reason
+        self.limit_requests = limit_requests
+        self.remaining_requests = remaining_requests
+        self.reset_requests = reset_requests
+        self.limit_tokens = limit_tokens
+        self.remaining_tokens = remaining_tokens
+        self.reset_tokens = reset_tokens
+        self.daily_quota = daily_quota
+        self.remaining_quota = remaining_quota
+        self.reset_quota = reset_quota
+        self.retry_after = retry_after
 
     def headers(self, *, daily: bool = False) -> dict[str, str]:
         """OpenAI's rate-limit headers (for every response) plus ``Retry-After`` on a retryable 429;

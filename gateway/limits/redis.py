@@ -347,7 +347,7 @@ class RedisLimiter(Limiter):
     @staticmethod
     def _resolve(checks: list[_Check], reply: bytes) -> None:
         """Hand every caller of a batch its decision (callers cancelled meanwhile are skipped)."""
-        v = list(map(int, reply.split(b",")))
+        v = [int(x) for x in reply.decode().split(",")]  # int(str) is a compiled primitive; int(bytes) is not
         now = float(v[0])
         at = 1
         for fut, key_id, spec, consume, _, _ in checks:

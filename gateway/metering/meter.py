@@ -71,7 +71,7 @@ def request_estimate(ctx: RequestContext, policy: HoldPolicy) -> RequestEstimate
     return est
 
 
-@dataclass(slots=True, eq=False)  # not frozen: one per request, and frozen inits cost twice as much
+@dataclass(slots=True, eq=False, init=False)  # one per request: not frozen, and __init__ written out
 class HeldRequest:
     """What ``authorize`` hands the proxy (and gets back in ``settle``)."""
 
@@ -84,6 +84,27 @@ class HeldRequest:
     #: the credit lease the request's maximum cost was taken from (None: its own hold in the store)
     lease: Lease | None = None
     reserved: int = 0
+
+    def __init__(
+        self,
+        hold: Hold,
+        price: Price,
+        multiplier_percent: int,
+        model: str,
+        channel: str,
+        estimate: RequestEstimate,
+        lease: Lease | None = None,
+        reserved: int = 0,
+    ) -> None:
+        # not generated: the dataclass decorator's __init__ stays interpreted in the compiled build
+        self.hold = hold
+        self.price = price
+        self.multiplier_percent = multiplier_percent
+        self.model = model
+        self.channel = channel
+        self.estimate = estimate
+        self.lease = lease
+        self.reserved = reserved
 
 
 #: A debit waiting for its batch, with the held request it settles (for its credit lease).

@@ -56,10 +56,13 @@ class StoreKeyResolver:
 
     async def resolve(self, api_key: str) -> KeyInfo | None:
         digest = hashlib.sha256(api_key.encode()).digest()
-        try:
-            record = await self.store.resolve_key(digest)
-        except StoreUnavailable as exc:
-            raise store_unavailable(exc) from None
+        # the store's cache first, without a coroutine (the hot path: a hit); a miss reads the store
+        hit, record = self.store.key_cache.get(digest)
+        if not hit:
+            try:
+                record = await self.store.resolve_missed_key(digest)
+            except StoreUnavailable as exc:
+                raise store_unavailable(exc) from None
         if record is None:
             return None
         if record.status != "active" or record.settings.expires_at is not None:

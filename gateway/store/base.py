@@ -231,6 +231,11 @@ class Store(ABC):
         hit, record = self.key_cache.get(key_hash)
         if hit:
             return record
+        return await self.resolve_missed_key(key_hash)
+
+    async def resolve_missed_key(self, key_hash: bytes) -> KeyRecord | None:
+        """:meth:`resolve_key` after its cache missed: the database read (shared by concurrent
+        misses of one key), cached. A caller that looked in ``key_cache`` itself continues here."""
         cache = self.key_cache
         generation = cache.generation
         inflight = self._lookups.get(key_hash)

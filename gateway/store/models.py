@@ -87,7 +87,10 @@ class KeyRecord:
         return not self.settings.allowed_models or model in self.settings.allowed_models
 
 
-@dataclass(slots=True)  # built per request: not frozen (a frozen init costs about twice as much)
+# Per-request records: not frozen (a frozen init costs about twice as much), and their __init__ is
+# written out: the dataclass decorator's generated one is interpreted code even where setup.py
+# compiles this module.
+@dataclass(slots=True, init=False)
 class Hold:
     """An open reservation of credit for one request. ``request_id`` identifies it."""
 
@@ -97,8 +100,15 @@ class Hold:
     amount: int
     expires_at: datetime
 
+    def __init__(self, request_id: str, customer_id: int, key_id: int, amount: int, expires_at: datetime) -> None:
+        self.request_id = request_id
+        self.customer_id = customer_id
+        self.key_id = key_id
+        self.amount = amount
+        self.expires_at = expires_at
 
-@dataclass(slots=True)  # built per request: not frozen (a frozen init costs about twice as much)
+
+@dataclass(slots=True, init=False)  # built per request: not frozen, and __init__ written out (see Hold)
 class Usage:
     """Token usage of one request, as settled. ``estimated`` when the upstream reported none."""
 
@@ -108,8 +118,17 @@ class Usage:
     output_tokens: int
     estimated: bool = False
 
+    def __init__(
+        self, model: str, channel: str, input_tokens: int, output_tokens: int, estimated: bool = False
+    ) -> None:
+        self.model = model
+        self.channel = channel
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.estimated = estimated
 
-@dataclass(slots=True)  # built per request: not frozen (a frozen init costs about twice as much)
+
+@dataclass(slots=True, init=False)  # built per request: not frozen, and __init__ written out (see Hold)
 class Settlement:
     """Result of settling a hold. ``duplicate`` when the request was already settled before
     (nothing was charged again; ``charged`` and ``ledger_id`` are the original debit's)."""
@@ -121,8 +140,18 @@ class Settlement:
     balance_after: int
     duplicate: bool
 
+    def __init__(
+        self, request_id: str, ledger_id: int, charged: int, released: int, balance_after: int, duplicate: bool
+    ) -> None:
+        self.request_id = request_id
+        self.ledger_id = ledger_id
+        self.charged = charged
+        self.released = released
+        self.balance_after = balance_after
+        self.duplicate = duplicate
 
-@dataclass(slots=True)  # built per request: not frozen (a frozen init costs about twice as much)
+
+@dataclass(slots=True, init=False)  # built per request: not frozen, and __init__ written out (see Hold)
 class Debit:
     """One request to settle in :meth:`~newapi_gateway.store.base.Store.settle_many`."""
 
@@ -130,6 +159,12 @@ class Debit:
     cost: int
     usage: Usage
     audit: AuditEvent | None = None
+
+    def __init__(self, hold: Hold, cost: int, usage: Usage, audit: AuditEvent | None = None) -> None:
+        self.hold = hold
+        self.cost = cost
+        self.usage = usage
+        self.audit = audit
 
 
 class LedgerKind(IntEnum):

@@ -188,7 +188,15 @@ class Throughput:
         out = self.median_run().to_json()
         if len(self.runs) > 1:
             out["rounds_rps"] = [round(r.rps, 1) for r in self.runs]
+        out["cpu_ms_per_req"] = self.cpu_ms_per_req()
+        out["busy"] = self.busy()
         return out
+
+    def busy(self) -> float | None:
+        """The median round's share of the wall time the system under test spent on a CPU (1.0 = one
+        core fully used): well under 1 means it waited (on its clients, upstream or state servers)."""
+        per = sorted(c / r.duration_s for r, c in zip(self.runs, self.cpu_s, strict=True) if r.duration_s)
+        return round(per[(len(per) - 1) // 2], 3) if per else None
 
     def cpu_ms_per_req(self) -> float | None:
         per = sorted(c * 1000 / r.requests for r, c in zip(self.runs, self.cpu_s, strict=True) if r.requests)

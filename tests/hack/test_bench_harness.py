@@ -257,3 +257,20 @@ def test_rounds_alternate_the_scenario_order() -> None:
     assert run.round_order(names, 2) == names
     assert names == ["direct", "gateway", "fullpath-metering"]  # not reordered in place
     assert run.FULL.rounds % 2 == 1  # an odd count: the median is one round's ratio
+
+
+def test_throughput_reports_cpu_per_request_and_busy_share_per_connection_count() -> None:
+    import run  # hack/bench/run.py (on sys.path above)
+
+    rounds = run.Throughput(
+        runs=[wrk.WrkResult(requests=n, duration_s=2.0, rps=n / 2.0) for n in (20_000, 16_000, 18_000)],
+        cpu_s=[1.96, 1.2, 1.8],
+        counters={},
+    )
+    doc = rounds.to_json()
+    assert doc["rps"] == 9_000.0  # the median round by req/s
+    assert doc["rounds_rps"] == [10_000.0, 8_000.0, 9_000.0]
+    # ms of CPU per request per round: 0.098, 0.075, 0.1 -> median 0.098
+    assert doc["cpu_ms_per_req"] == 0.098
+    # CPU seconds per wall second per round: 0.98, 0.6, 0.9 -> median 0.9
+    assert doc["busy"] == 0.9

@@ -176,3 +176,33 @@ async def test_a_caller_going_away_does_not_cancel_the_shared_read(store: Store,
     assert record is not None
     assert record.id == acct.key.id
     assert leaver.cancelled()
+
+
+async def test_the_resolver_reads_the_cache_first_and_the_store_only_on_a_miss(
+    store: Store, make_account: AccountFactory
+) -> None:
+    """``StoreKeyResolver``: a cache hit is answered without the database; a miss (expired or
+    invalidated entry) reads it once and caches the record again; a revocation is seen at once."""
+    from newapi_gateway.errors import GatewayError
+    from newapi_gateway.metering.resolver import StoreKeyResolver, record_of
+
+    acct = await make_account()
+    await asyncio.sleep(0.3)  # the key's "issued" message on the invalidation channel (PostgreSQL + Redis) is in
+    resolver = StoreKeyResolver(store)
+    store.key_cache.invalidate_key(acct.key.id)
+    before = store.key_lookups
+    first = await resolver.resolve(acct.secret)
+    assert first is not None
+    assert record_of(first).id == acct.key.id
+    assert store.key_lookups == before + 1  # the miss read the store
+    hits = store.key_cache.hits
+    for _ in range(5):
+        assert await resolver.resolve(acct.secret) is first  # same record: the same KeyInfo
+    assert store.key_lookups == before + 1
+    assert store.key_cache.hits == hits + 5
+    assert await resolver.resolve(generate_key().secret) is None  # unknown: None (401 upstream of here)
+    await store.revoke_key(acct.key.id)  # invalidates the cache entry
+    with pytest.raises(GatewayError) as refused:
+        await resolver.resolve(acct.secret)
+    assert refused.value.status == 401
+    assert "revoked" in str(refused.value)
