@@ -647,15 +647,10 @@ class PostgresStore(Store):
             )
         else:
             rows = await self._hot_fetch(self._settle_conn, _SETTLE_SQL, payload, self.clock())
+        # positional: a compiled class (setup.py) parses keyword arguments ~4x slower, once per debit
         return [
-            Settlement(
-                request_id=it.hold.request_id,
-                ledger_id=r["o_ledger_id"] or 0,
-                charged=r["o_charged"] or 0,
-                released=r["o_released"] or 0,
-                balance_after=r["o_balance_after"] or 0,
-                duplicate=r["o_outcome"] == 1,
-            )
+            Settlement(it.hold.request_id, r["o_ledger_id"] or 0, r["o_charged"] or 0, r["o_released"] or 0,
+                       r["o_balance_after"] or 0, r["o_outcome"] == 1)
             for it, r in zip(items, rows, strict=True)
         ]
 
