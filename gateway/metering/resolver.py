@@ -1,6 +1,7 @@
 """Key resolution through the store: API key -> SHA-256 -> key record (in-process TTL cache) -> KeyInfo.
 
-The store's cache (``Store.resolve_key``) makes the common case a dict lookup; a revocation or
+The store's cache (``Store.key_cache``, read directly; ``Store.resolve_missed_key`` on a miss) makes
+the common case a dict lookup; a revocation or
 suspension reaches every replica's cache within the cache TTL (1 s), at once through the
 invalidation channel. An unknown key is ``None`` (401 ``invalid_api_key``); a revoked,
 suspended or expired one is refused with a message saying which; an unreachable store is a 503

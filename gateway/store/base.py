@@ -220,7 +220,8 @@ class Store(ABC):
 
     @abstractmethod
     async def lookup_key(self, key_hash: bytes) -> KeyRecord | None:
-        """Uncached resolution (any status). The hot path calls :meth:`resolve_key`."""
+        """Uncached resolution (any status). The hot path goes through the cache: :meth:`resolve_key`
+        (or ``key_cache`` and, on a miss, :meth:`resolve_missed_key`)."""
 
     async def resolve_key(self, key_hash: bytes) -> KeyRecord | None:
         """hash -> key record (any status: check ``refusal()``), through the in-process cache.
